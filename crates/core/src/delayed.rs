@@ -1,0 +1,338 @@
+//! `delayed`: lazy calls of ordinary functions, Dask's `dask.delayed`.
+//!
+//! ```
+//! use blockwise_core::delayed::{delayed, Delayed};
+//! fn inc(x: i64) -> i64 { x + 1 }
+//! fn add(a: i64, b: i64) -> i64 { a + b }
+//! let a: Delayed<i64> = delayed(inc).call(1);
+//! let b = delayed(inc).call(2);
+//! let total = delayed(add).call(a, b);   // nothing has run yet
+//! # let _ = total;
+//! ```
+//!
+//! Rust has no stable way to overload the call operator, so Dask's
+//! `delayed(f)(a, b)` is written `delayed(f).call(a, b)`. Each argument is
+//! either a plain value (a literal) or a [`Delayed`] handle (a dependency); a
+//! `Vec<Delayed<T>>` is accepted where the function takes `Vec<T>`. A function
+//! returning a tuple gives a `Delayed<(A, B)>` whose parts are split with
+//! [`Delayed::unpack`], Dask's `nout`.
+//!
+//! Names are deterministic: `delayed(inc).call(1)` built twice has one key.
+//! A capturing closure gets a fresh key per call, since two closures of the
+//! same type may hold different state.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::exec::Collection;
+use crate::graph::{Graph, Input, Layer, Task};
+use crate::key::{Key, Tokenizer};
+use crate::op::{ArgLayout, FnOp, ItemOp, Op, TaskFn};
+use crate::value::{FromValue, IntoValue, Value};
+
+/// A lazy value of type `T`: the output of one task and the graph behind it.
+pub struct Delayed<T> {
+    key: Key,
+    layer: Arc<Layer>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Delayed<T> {
+    fn clone(&self) -> Self {
+        Delayed {
+            key: self.key.clone(),
+            layer: self.layer.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Delayed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Delayed({})", self.key)
+    }
+}
+
+impl<T> Delayed<T> {
+    /// The key of this value.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The layer computing this value.
+    pub fn layer(&self) -> &Arc<Layer> {
+        &self.layer
+    }
+
+    /// Wraps an existing layer's single output (for collections that hand out
+    /// one of their keys as a `Delayed`, as Dask's `to_delayed`).
+    pub fn from_layer(layer: Arc<Layer>, key: Key) -> Self {
+        Delayed {
+            key,
+            layer,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: FromValue> Collection for Delayed<T> {
+    type Output = T;
+
+    fn graph(&self) -> Graph {
+        Graph::from_layer(self.layer.clone())
+    }
+
+    fn output_keys(&self) -> Vec<Key> {
+        vec![self.key.clone()]
+    }
+
+    fn finalize(&self, values: Vec<Value>) -> Result<T> {
+        let value = values
+            .into_iter()
+            .next()
+            .ok_or_else(|| crate::Error::graph("a delayed computation returned no value"))?;
+        T::from_value(&value).map_err(|e| e.context(format!("in the result of {}", self.key)))
+    }
+
+    fn with_graph(&self, graph: Graph) -> Self {
+        let layer = graph
+            .roots()
+            .iter()
+            .find(|l| *l.name() == self.key.name)
+            .cloned()
+            .unwrap_or_else(|| self.layer.clone());
+        Delayed::from_layer(layer, self.key.clone())
+    }
+}
+
+/// A delayed value holding `value` itself (Dask's `delayed(value)`).
+pub fn value<T: IntoValue + 'static>(value: T) -> Delayed<T> {
+    let value = value.into_value();
+    let mut tok = Tokenizer::new();
+    tok.str("literal");
+    value.tokenize(&mut tok);
+    let name = tok.name(&format!("literal-{}", crate::value::short_type_name(value.codec()).to_ascii_lowercase()));
+    let task = Task::new(crate::op::identity(), vec![Input::Literal(value)]);
+    let layer = Layer::single(name.clone(), vec![], task);
+    Delayed::from_layer(layer, Key::single(name))
+}
+
+/// Collects the inputs of one delayed call.
+#[derive(Default)]
+pub struct ArgBuilder {
+    inputs: Vec<Input>,
+    deps: Vec<Arc<Layer>>,
+    layout: ArgLayout,
+    tokenizer: Tokenizer,
+}
+
+impl ArgBuilder {
+    fn push_delayed<T>(&mut self, d: &Delayed<T>) {
+        self.tokenizer.key(&d.key);
+        self.inputs.push(Input::Key(d.key.clone()));
+        if !self.deps.iter().any(|l| Arc::ptr_eq(l, &d.layer)) {
+            self.deps.push(d.layer.clone());
+        }
+    }
+}
+
+/// Something that can be passed where a function takes an `A`: a plain
+/// value, or a lazy one.
+pub trait IntoArg<A> {
+    /// Adds this argument's inputs to the call being built.
+    fn add_to(self, builder: &mut ArgBuilder);
+}
+
+impl<A: IntoValue> IntoArg<A> for A {
+    fn add_to(self, b: &mut ArgBuilder) {
+        let v = self.into_value();
+        v.tokenize(&mut b.tokenizer);
+        b.inputs.push(Input::Literal(v));
+        b.layout.push(None);
+    }
+}
+
+impl<A> IntoArg<A> for Delayed<A> {
+    fn add_to(self, b: &mut ArgBuilder) {
+        b.push_delayed(&self);
+        b.layout.push(None);
+    }
+}
+
+impl<A> IntoArg<A> for &Delayed<A> {
+    fn add_to(self, b: &mut ArgBuilder) {
+        b.push_delayed(self);
+        b.layout.push(None);
+    }
+}
+
+impl<A> IntoArg<Vec<A>> for Vec<Delayed<A>> {
+    fn add_to(self, b: &mut ArgBuilder) {
+        (&self[..]).add_to(b)
+    }
+}
+
+impl<A> IntoArg<Vec<A>> for &[Delayed<A>] {
+    fn add_to(self, b: &mut ArgBuilder) {
+        b.tokenizer.u64(self.len() as u64);
+        for d in self {
+            b.push_delayed(d);
+        }
+        b.layout.push(Some(self.len() as u32));
+    }
+}
+
+/// A function made lazy by [`delayed`]: call it with `.call(args…)`.
+pub struct DelayedFn<F, Args> {
+    f: F,
+    prefix: Option<String>,
+    pure: bool,
+    _args: PhantomData<fn(Args)>,
+}
+
+/// Makes `f` lazy: `delayed(f).call(a, b)` builds a task and returns a
+/// [`Delayed`] handle to its result.
+pub fn delayed<F, Args>(f: F) -> DelayedFn<F, Args>
+where
+    F: TaskFn<Args>,
+{
+    DelayedFn {
+        f,
+        prefix: None,
+        pure: true,
+        _args: PhantomData,
+    }
+}
+
+impl<F, Args: 'static> DelayedFn<F, Args>
+where
+    F: TaskFn<Args> + Clone,
+{
+    /// Sets the key prefix (Dask's `dask_key_name` prefix); the default is
+    /// the function's name.
+    pub fn name(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_string());
+        self
+    }
+
+    /// Marks the function impure (Dask's `pure=False`): every call gets a
+    /// fresh key, so equal calls are never merged (use for functions reading
+    /// clocks, random state or files that change).
+    pub fn impure(mut self) -> Self {
+        self.pure = false;
+        self
+    }
+
+    fn build(&self, mut b: ArgBuilder) -> Delayed<F::Output> {
+        let op: Arc<dyn Op> = Arc::new(FnOp::new(self.f.clone(), std::mem::take(&mut b.layout)));
+        op.tokenize(&mut b.tokenizer);
+        if !self.pure {
+            b.tokenizer.unique();
+        }
+        let prefix = match &self.prefix {
+            Some(p) => p.clone(),
+            None => op.label().replace("{{closure}}", "closure"),
+        };
+        let name = b.tokenizer.name(&prefix);
+        let layer = Layer::single(name.clone(), b.deps, Task::new(op, b.inputs));
+        Delayed::from_layer(layer, Key::single(name))
+    }
+}
+
+macro_rules! delayed_call {
+    ($($a:ident $arg:ident),*) => {
+        impl<F, $($a: 'static),*> DelayedFn<F, ($($a,)*)>
+        where
+            F: TaskFn<($($a,)*)> + Clone,
+        {
+            /// Builds the task calling the function with these arguments.
+            #[allow(unused_mut)]
+            pub fn call(&self, $($arg: impl IntoArg<$a>),*) -> Delayed<F::Output> {
+                let mut b = ArgBuilder::default();
+                $($arg.add_to(&mut b);)*
+                self.build(b)
+            }
+        }
+    };
+}
+delayed_call!();
+delayed_call!(A1 a1);
+delayed_call!(A1 a1, A2 a2);
+delayed_call!(A1 a1, A2 a2, A3 a3);
+delayed_call!(A1 a1, A2 a2, A3 a3, A4 a4);
+delayed_call!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5);
+delayed_call!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6);
+delayed_call!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7);
+delayed_call!(A1 a1, A2 a2, A3 a3, A4 a4, A5 a5, A6 a6, A7 a7, A8 a8);
+
+fn item<T, U>(d: &Delayed<T>, i: u32) -> Delayed<U> {
+    let op: Arc<dyn Op> = Arc::new(ItemOp(i));
+    let mut tok = Tokenizer::new();
+    tok.str("item").key(&d.key).u64(u64::from(i));
+    let name = tok.name(&format!("{}-item{i}", d.key.name.prefix()));
+    let layer = Layer::single(name.clone(), vec![d.layer.clone()], Task::new(op, vec![Input::Key(d.key.clone())]));
+    Delayed::from_layer(layer, Key::single(name))
+}
+
+macro_rules! unpack {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t),+> Delayed<($($t,)+)> {
+            /// Splits a task's several outputs into one handle each (Dask's `nout`).
+            pub fn unpack(&self) -> ($(Delayed<$t>,)+) {
+                ($(item::<_, $t>(self, $i),)+)
+            }
+        }
+    };
+}
+unpack!(A 0, B 1);
+unpack!(A 0, B 1, C 2);
+unpack!(A 0, B 1, C 2, D 3);
+unpack!(A 0, B 1, C 2, D 3, E 4);
+unpack!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inc(x: i64) -> i64 {
+        x + 1
+    }
+
+    fn add(a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    #[test]
+    fn same_call_same_key() {
+        let a = delayed(inc).call(1);
+        let b = delayed(inc).call(1);
+        let c = delayed(inc).call(2);
+        assert_eq!(a.key(), b.key());
+        assert_ne!(a.key(), c.key());
+        let s1 = delayed(add).call(&a, &c);
+        let s2 = delayed(add).call(&b, &c);
+        assert_eq!(s1.key(), s2.key());
+        assert_eq!(s1.key().name.prefix(), "add");
+    }
+
+    #[test]
+    fn capturing_closures_and_impure_calls_get_fresh_keys() {
+        let k = 10i64;
+        let f = move |x: i64| x + k;
+        let a = delayed(f).call(1);
+        let b = delayed(f).call(1);
+        assert_ne!(a.key(), b.key());
+        let c = delayed(inc).impure().call(1);
+        let d = delayed(inc).impure().call(1);
+        assert_ne!(c.key(), d.key());
+    }
+
+    #[test]
+    fn graph_holds_all_layers() {
+        let a = delayed(inc).call(1);
+        let b = delayed(inc).call(&a);
+        let c = delayed(add).call(&a, &b);
+        assert_eq!(c.graph().layers().len(), 3);
+    }
+}

@@ -1,0 +1,626 @@
+//! From a graph to something an executor runs: cull, fuse, order.
+//!
+//! [`Plan::build`] walks back from the requested output keys, asking each
+//! layer for the task behind each key. Only tasks that an output needs are
+//! ever expanded (culling and expansion are one pass). Tasks get dense `u32`
+//! ids; inputs become [`Slot`]s; the dependency structure becomes two
+//! [`Csr`]s. Then linear chains are fused (optional, [`PlanOptions::fuse`])
+//! and every task gets a priority from [`crate::order`].
+//!
+//! A plan is what every executor consumes: the local engine and, through
+//! [`crate::wire`], the distributed scheduler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::csr::Csr;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Input};
+use crate::key::{Key, Name};
+use crate::op::Op;
+use crate::order;
+use crate::value::{Value, postcard_decode, postcard_encode, encode_value, decode_value};
+
+/// One input of a planned task.
+#[derive(Clone)]
+pub enum Slot {
+    /// The output of task `id`.
+    Task(u32),
+    /// A literal value.
+    Literal(Value),
+}
+
+/// Options of [`Plan::build`].
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Fuse linear chains into single tasks (fewer tasks, less scheduling).
+    pub fuse: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { fuse: true }
+    }
+}
+
+/// A culled, fused and ordered graph over dense task ids.
+pub struct Plan {
+    keys: Vec<Key>,
+    ops: Vec<Arc<dyn Op>>,
+    slot_offsets: Vec<u32>,
+    slots: Vec<Slot>,
+    dependencies: Csr,
+    dependents: Csr,
+    priority: Vec<u32>,
+    outputs: Vec<u32>,
+}
+
+impl Plan {
+    /// Plans the computation of `outputs` from `graph`.
+    pub fn build(graph: &Graph, outputs: &[Key], options: &PlanOptions) -> Result<Plan> {
+        let plan = expand(graph, outputs)?;
+        let plan = if options.fuse { fuse(plan) } else { plan };
+        Ok(plan.with_order())
+    }
+
+    /// Builds a plan from explicit parts (used by the wire format and tests).
+    /// Checks that every slot points at an existing task and that there is
+    /// no cycle.
+    pub fn from_parts(
+        keys: Vec<Key>,
+        ops: Vec<Arc<dyn Op>>,
+        inputs: Vec<Vec<Slot>>,
+        outputs: Vec<u32>,
+    ) -> Result<Plan> {
+        let n = keys.len();
+        if ops.len() != n || inputs.len() != n {
+            return Err(Error::graph("plan parts have different lengths"));
+        }
+        let mut slot_offsets = Vec::with_capacity(n + 1);
+        slot_offsets.push(0u32);
+        let mut slots = Vec::new();
+        for row in inputs {
+            for s in &row {
+                if let Slot::Task(d) = s {
+                    if *d as usize >= n {
+                        return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
+                    }
+                }
+            }
+            slots.extend(row);
+            slot_offsets.push(slots.len() as u32);
+        }
+        for &o in &outputs {
+            if o as usize >= n {
+                return Err(Error::graph(format!("output {o} is not a task of the plan")));
+            }
+        }
+        let dependencies = dependencies_of(n, &slot_offsets, &slots);
+        let dependents = dependencies.transpose();
+        let plan = Plan {
+            keys,
+            ops,
+            slot_offsets,
+            slots,
+            dependencies,
+            dependents,
+            priority: Vec::new(),
+            outputs,
+        };
+        plan.check_acyclic()?;
+        Ok(plan.with_order())
+    }
+
+    fn with_order(mut self) -> Plan {
+        self.priority = order::order(&self.dependencies, &self.dependents);
+        self
+    }
+
+    fn check_acyclic(&self) -> Result<()> {
+        let topo = order::topological(&self.dependencies, &self.dependents);
+        if topo.len() == self.len() {
+            return Ok(());
+        }
+        let mut on_topo = vec![false; self.len()];
+        for t in topo {
+            on_topo[t as usize] = true;
+        }
+        let stuck = on_topo.iter().position(|x| !x).unwrap_or(0);
+        Err(Error::graph(format!("the graph has a cycle through key {}", self.keys[stuck])))
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the plan has no tasks.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key of task `id`.
+    pub fn key(&self, id: u32) -> &Key {
+        &self.keys[id as usize]
+    }
+
+    /// Every key, by task id.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The op of task `id`.
+    pub fn op(&self, id: u32) -> &Arc<dyn Op> {
+        &self.ops[id as usize]
+    }
+
+    /// The inputs of task `id`, in argument order.
+    pub fn slots(&self, id: u32) -> &[Slot] {
+        let (a, b) = (self.slot_offsets[id as usize] as usize, self.slot_offsets[id as usize + 1] as usize);
+        &self.slots[a..b]
+    }
+
+    /// The distinct tasks that task `id` reads.
+    pub fn dependencies(&self) -> &Csr {
+        &self.dependencies
+    }
+
+    /// The distinct tasks that read task `id`.
+    pub fn dependents(&self) -> &Csr {
+        &self.dependents
+    }
+
+    /// The run-order rank of each task (0 first).
+    pub fn priorities(&self) -> &[u32] {
+        &self.priority
+    }
+
+    /// The tasks whose values were asked for, in the order asked.
+    pub fn outputs(&self) -> &[u32] {
+        &self.outputs
+    }
+
+    /// Bytes held by the plan's own structures (not by literal values).
+    pub fn size_bytes(&self) -> usize {
+        self.keys.capacity() * std::mem::size_of::<Key>()
+            + self.ops.capacity() * std::mem::size_of::<Arc<dyn Op>>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.slot_offsets.capacity() * 4
+            + self.priority.capacity() * 4
+            + self.dependencies.size_bytes()
+            + self.dependents.size_bytes()
+    }
+
+    /// Encodes the plan for another process: keys, op names and parameters,
+    /// literal values with their codecs. Fails with the op's own error (a
+    /// closure names the fix) if any op cannot leave this process.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        let mut tasks = Vec::with_capacity(self.len());
+        for id in 0..self.len() as u32 {
+            let op = self.op(id);
+            let mut params = Vec::new();
+            op.encode_params(&mut params)
+                .map_err(|e| e.context(format!("while sending task {}", self.key(id))))?;
+            let inputs = self
+                .slots(id)
+                .iter()
+                .map(|s| {
+                    Ok(match s {
+                        Slot::Task(d) => WireSlot::Task(*d),
+                        Slot::Literal(v) => {
+                            let enc = encode_value(v)?;
+                            WireSlot::Literal(enc.codec, enc.bytes.to_vec())
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            tasks.push(WireTask {
+                key: self.key(id).clone(),
+                op: op.name().to_string(),
+                params,
+                inputs,
+            });
+        }
+        postcard_encode(
+            &WirePlan {
+                tasks,
+                outputs: self.outputs.clone(),
+            },
+            out,
+        )
+    }
+
+    /// Decodes a plan written by [`Plan::encode`], rebuilding every op from
+    /// this executable's registry.
+    pub fn decode(bytes: &[u8]) -> Result<Plan> {
+        let wire: WirePlan = postcard_decode(bytes)?;
+        let n = wire.tasks.len();
+        let mut keys = Vec::with_capacity(n);
+        let mut ops = Vec::with_capacity(n);
+        let mut inputs = Vec::with_capacity(n);
+        // Tasks of one layer share one name allocation again.
+        let mut names: HashMap<String, Name> = HashMap::new();
+        for t in wire.tasks {
+            let op = crate::op::decode_op(&t.op, &t.params).map_err(|e| e.context(format!("in task {}", t.key)))?;
+            let name = names
+                .entry(t.key.name.as_str().to_string())
+                .or_insert_with(|| t.key.name.clone())
+                .clone();
+            keys.push(Key { name, index: t.key.index });
+            ops.push(op);
+            inputs.push(
+                t.inputs
+                    .into_iter()
+                    .map(|s| {
+                        Ok(match s {
+                            WireSlot::Task(d) => Slot::Task(d),
+                            WireSlot::Literal(codec, bytes) => Slot::Literal(decode_value(&codec, &bytes)?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            );
+        }
+        Plan::from_parts(keys, ops, inputs, wire.outputs)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WirePlan {
+    tasks: Vec<WireTask>,
+    outputs: Vec<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireTask {
+    key: Key,
+    op: String,
+    params: Vec<u8>,
+    inputs: Vec<WireSlot>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum WireSlot {
+    Task(u32),
+    Literal(String, Vec<u8>),
+}
+
+fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
+    let mut row: Vec<u32> = Vec::new();
+    Csr::from_rows((0..n).map(|t| {
+        row.clear();
+        for s in &slots[slot_offsets[t] as usize..slot_offsets[t + 1] as usize] {
+            if let Slot::Task(d) = s {
+                if !row.contains(d) {
+                    row.push(*d);
+                }
+            }
+        }
+        row.clone()
+    }))
+}
+
+/// Cull and expand: every task the outputs need, and nothing else.
+fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
+    let layers = graph.layers_by_name()?;
+    let mut ids: HashMap<Key, u32> = HashMap::new();
+    let mut keys: Vec<Key> = Vec::new();
+    let mut tasks = Vec::new();
+    let mut stack: Vec<(Key, Option<u32>)> = outputs.iter().rev().map(|k| (k.clone(), None)).collect();
+    while let Some((key, needed_by)) = stack.pop() {
+        if ids.contains_key(&key) {
+            continue;
+        }
+        let layer = layers.get(&key.name).ok_or_else(|| {
+            let who = match needed_by {
+                Some(t) => format!("task {} reads key {key}", keys[t as usize]),
+                None => format!("output key {key} was requested"),
+            };
+            Error::graph(format!("{who}, but no layer of the graph is named {}", key.name))
+        })?;
+        let task = layer.task(&key.index)?;
+        let id = keys.len() as u32;
+        ids.insert(key.clone(), id);
+        keys.push(key);
+        for dep in task.dependencies().collect::<Vec<_>>().into_iter().rev() {
+            if !ids.contains_key(dep) {
+                stack.push((dep.clone(), Some(id)));
+            }
+        }
+        tasks.push(task);
+    }
+    let n = keys.len();
+    let mut ops = Vec::with_capacity(n);
+    let mut inputs = Vec::with_capacity(n);
+    for task in tasks {
+        ops.push(task.op);
+        inputs.push(
+            task.inputs
+                .into_iter()
+                .map(|i| match i {
+                    Input::Literal(v) => Slot::Literal(v),
+                    Input::Key(k) => Slot::Task(ids[&k]),
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let outputs = outputs.iter().map(|k| ids[k]).collect();
+    Plan::from_parts(keys, ops, inputs, outputs)
+}
+
+/// Fuses linear chains: a task with one dependent, which reads no other task,
+/// runs inside that dependent. The chain keeps the key of its last task.
+fn fuse(plan: Plan) -> Plan {
+    let n = plan.len();
+    let is_output = {
+        let mut v = vec![false; n];
+        for &o in &plan.outputs {
+            v[o as usize] = true;
+        }
+        v
+    };
+    // merged_into[t] = the dependent that absorbs t.
+    let mut absorbed = vec![false; n];
+    let mut any = false;
+    for t in 0..n as u32 {
+        let dependents = plan.dependents.row(t);
+        if dependents.len() == 1 && !is_output[t as usize] {
+            let d = dependents[0];
+            let reads = plan.slots(d).iter().filter(|s| matches!(s, Slot::Task(x) if *x == t)).count();
+            if plan.dependencies.row(d).len() == 1 && reads == 1 {
+                absorbed[t as usize] = true;
+                any = true;
+            }
+        }
+    }
+    if !any {
+        return plan;
+    }
+    // Each surviving task collects its chain, head first.
+    let mut new_id = vec![u32::MAX; n];
+    let mut next = 0u32;
+    for t in 0..n {
+        if !absorbed[t] {
+            new_id[t] = next;
+            next += 1;
+        }
+    }
+    let mut keys = Vec::with_capacity(next as usize);
+    let mut ops: Vec<Arc<dyn Op>> = Vec::with_capacity(next as usize);
+    let mut inputs: Vec<Vec<Slot>> = Vec::with_capacity(next as usize);
+    for t in 0..n as u32 {
+        if absorbed[t as usize] {
+            continue;
+        }
+        let mut chain = vec![t];
+        let mut cur = t;
+        while let [d] = plan.dependencies.row(cur) {
+            if absorbed[*d as usize] {
+                chain.push(*d);
+                cur = *d;
+            } else {
+                break;
+            }
+        }
+        chain.reverse();
+        let head = chain[0];
+        let remap = |s: &Slot| match s {
+            Slot::Task(d) => Slot::Task(new_id[*d as usize]),
+            Slot::Literal(v) => Slot::Literal(v.clone()),
+        };
+        keys.push(plan.key(t).clone());
+        inputs.push(plan.slots(head).iter().map(remap).collect());
+        if chain.len() == 1 {
+            ops.push(plan.op(t).clone());
+        } else {
+            let steps = chain
+                .iter()
+                .map(|&c| FusedStep {
+                    op: plan.op(c).clone(),
+                    inputs: if c == head {
+                        (0..plan.slots(c).len() as u32).map(FusedInput::Outer).collect()
+                    } else {
+                        plan.slots(c)
+                            .iter()
+                            .map(|s| match s {
+                                Slot::Task(_) => FusedInput::Previous,
+                                Slot::Literal(v) => FusedInput::Literal(v.clone()),
+                            })
+                            .collect()
+                    },
+                })
+                .collect();
+            ops.push(Arc::new(FusedOp { steps }));
+        }
+    }
+    let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
+    Plan::from_parts(keys, ops, inputs, outputs).expect("fusing a valid plan keeps it valid")
+}
+
+/// An input of one step of a fused chain.
+#[derive(Clone)]
+pub enum FusedInput {
+    /// Input `i` of the fused task.
+    Outer(u32),
+    /// The previous step's result.
+    Previous,
+    /// A literal.
+    Literal(Value),
+}
+
+/// One step of a fused chain.
+#[derive(Clone)]
+pub struct FusedStep {
+    /// The step's op.
+    pub op: Arc<dyn Op>,
+    /// Its inputs.
+    pub inputs: Vec<FusedInput>,
+}
+
+/// A linear chain of ops run as one task.
+pub struct FusedOp {
+    /// The chain, first step first.
+    pub steps: Vec<FusedStep>,
+}
+
+impl Op for FusedOp {
+    fn name(&self) -> &str {
+        "blockwise.fused"
+    }
+
+    fn call(&self, args: &[Value]) -> Result<Value> {
+        let mut previous: Option<Value> = None;
+        let mut buf: Vec<Value> = Vec::new();
+        for step in &self.steps {
+            buf.clear();
+            for input in &step.inputs {
+                buf.push(match input {
+                    FusedInput::Outer(i) => args[*i as usize].clone(),
+                    FusedInput::Previous => previous
+                        .clone()
+                        .ok_or_else(|| Error::graph("a fused chain reads a previous step that does not exist"))?,
+                    FusedInput::Literal(v) => v.clone(),
+                });
+            }
+            previous = Some(step.op.call(&buf)?);
+        }
+        previous.ok_or_else(|| Error::graph("empty fused chain"))
+    }
+
+    fn encode_params(&self, out: &mut Vec<u8>) -> Result<()> {
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let mut params = Vec::new();
+            step.op.encode_params(&mut params)?;
+            let inputs = step
+                .inputs
+                .iter()
+                .map(|i| {
+                    Ok(match i {
+                        FusedInput::Outer(k) => WireFused::Outer(*k),
+                        FusedInput::Previous => WireFused::Previous,
+                        FusedInput::Literal(v) => {
+                            let enc = encode_value(v)?;
+                            WireFused::Literal(enc.codec, enc.bytes.to_vec())
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            steps.push((step.op.name().to_string(), params, inputs));
+        }
+        postcard_encode(&steps, out)
+    }
+
+    fn label(&self) -> String {
+        self.steps.iter().map(|s| s.op.label()).collect::<Vec<_>>().join("+")
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum WireFused {
+    Outer(u32),
+    Previous,
+    Literal(String, Vec<u8>),
+}
+
+fn decode_fused(params: &[u8]) -> Result<Arc<dyn Op>> {
+    let steps: Vec<(String, Vec<u8>, Vec<WireFused>)> = postcard_decode(params)?;
+    let steps = steps
+        .into_iter()
+        .map(|(name, params, inputs)| {
+            Ok(FusedStep {
+                op: crate::op::decode_op(&name, &params)?,
+                inputs: inputs
+                    .into_iter()
+                    .map(|i| {
+                        Ok(match i {
+                            WireFused::Outer(k) => FusedInput::Outer(k),
+                            WireFused::Previous => FusedInput::Previous,
+                            WireFused::Literal(codec, bytes) => FusedInput::Literal(decode_value(&codec, &bytes)?),
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Arc::new(FusedOp { steps }))
+}
+crate::register_op!("blockwise.fused", decode_fused);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Layer, LayerBody, Task};
+    use crate::op::{FnOp, identity};
+
+    fn inc(x: i64) -> i64 {
+        x + 1
+    }
+
+    fn chain_graph(len: usize) -> (Graph, Key) {
+        let mut layer = Layer::single(Name::new("c-0"), vec![], Task::new(identity(), vec![Input::Literal(Arc::new(0i64))]));
+        for i in 1..len {
+            let prev = Key::single(layer.name().clone());
+            let op: Arc<dyn Op> = Arc::new(FnOp::new(inc, vec![None]));
+            layer = Layer::single(Name::new(&format!("c-{i}")), vec![layer], Task::new(op, vec![Input::Key(prev)]));
+        }
+        let key = Key::single(layer.name().clone());
+        (Graph::from_layer(layer), key)
+    }
+
+    #[test]
+    fn cull_keeps_only_what_outputs_need() {
+        let name = Name::new("xs");
+        let tasks = (0..10u32)
+            .map(|i| (Key::new(name.clone(), &[i]), Task::new(identity(), vec![Input::Literal(Arc::new(i64::from(i)))])))
+            .collect();
+        let layer = Layer::new(name.clone(), vec![], LayerBody::Tasks(tasks));
+        let g = Graph::from_layer(layer);
+        let plan = Plan::build(&g, &[Key::new(name, &[3])], &PlanOptions { fuse: false }).unwrap();
+        assert_eq!(plan.len(), 1);
+    }
+
+    #[test]
+    fn fuse_collapses_a_linear_chain() {
+        let (g, key) = chain_graph(50);
+        let plan = Plan::build(&g, &[key.clone()], &PlanOptions { fuse: true }).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan.key(0), &key);
+        let unfused = Plan::build(&g, &[key], &PlanOptions { fuse: false }).unwrap();
+        assert_eq!(unfused.len(), 50);
+    }
+
+    #[test]
+    fn missing_key_names_the_reader() {
+        let op: Arc<dyn Op> = Arc::new(FnOp::new(inc, vec![None]));
+        let layer = Layer::single(Name::new("b"), vec![], Task::new(op, vec![Input::Key(Key::single(Name::new("ghost")))]));
+        let err = Plan::build(&Graph::from_layer(layer), &[Key::single(Name::new("b"))], &PlanOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("\"b\" reads key \"ghost\""), "{err}");
+    }
+
+    #[test]
+    fn cycle_is_an_error_naming_a_key() {
+        let keys = vec![Key::single(Name::new("a")), Key::single(Name::new("b"))];
+        let ops: Vec<Arc<dyn Op>> = vec![identity(), identity()];
+        let err = Plan::from_parts(keys, ops, vec![vec![Slot::Task(1)], vec![Slot::Task(0)]], vec![0])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn order_gives_every_task_a_distinct_rank() {
+        let (g, key) = chain_graph(20);
+        let plan = Plan::build(&g, &[key], &PlanOptions { fuse: false }).unwrap();
+        let mut p = plan.priorities().to_vec();
+        p.sort();
+        assert_eq!(p, (0..20).collect::<Vec<u32>>());
+        // dependencies always rank before their dependents
+        for t in 0..plan.len() as u32 {
+            for &d in plan.dependencies().row(t) {
+                assert!(plan.priorities()[d as usize] < plan.priorities()[t as usize]);
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Pictures of task graphs: DOT text, and SVG through Graphviz `dot`.
