@@ -388,17 +388,39 @@ fn heap_of<T: Data>(v: &T) -> usize {
     v.size_bytes().saturating_sub(std::mem::size_of::<T>())
 }
 
-impl<T: Data + Serialize + DeserializeOwned> Data for Vec<T> {
+// A `Vec` encodes element by element through the elements' own codecs, so a
+// list of any `Data` (not only serde types) can cross a process boundary.
+impl<T: Data> Data for Vec<T> {
     fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.capacity() * std::mem::size_of::<T>() + self.iter().map(heap_of).sum::<usize>()
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
-        postcard_encode(self, out)
+        write_varint(out, self.len() as u64);
+        let mut buf = Vec::new();
+        for item in self {
+            buf.clear();
+            item.encode(&mut buf)?;
+            write_varint(out, buf.len() as u64);
+            out.extend_from_slice(&buf);
+        }
+        Ok(())
     }
 }
-impl<T: Data + Decode + Clone + Serialize + DeserializeOwned> Decode for Vec<T> {
+impl<T: Data + Decode + Clone> Decode for Vec<T> {
     fn decode(bytes: &[u8]) -> Result<Self> {
-        postcard_decode(bytes)
+        let mut rest = bytes;
+        let n = read_varint(&mut rest)? as usize;
+        let mut out = Vec::with_capacity(n.min(rest.len()));
+        for i in 0..n {
+            let len = read_varint(&mut rest)? as usize;
+            if len > rest.len() {
+                return Err(Error::codec(format!("list item {i} of {n} is cut short")));
+            }
+            let (item, tail) = rest.split_at(len);
+            out.push(T::decode(item).map_err(|e| e.context(format!("in list item {i}")))?);
+            rest = tail;
+        }
+        Ok(out)
     }
     fn from_parts(parts: &[Value]) -> Result<Self> {
         parts
@@ -408,6 +430,34 @@ impl<T: Data + Decode + Clone + Serialize + DeserializeOwned> Decode for Vec<T> 
             .collect()
     }
 }
+
+/// Appends an unsigned LEB128 integer.
+pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Reads an unsigned LEB128 integer, advancing `bytes`.
+pub fn read_varint(bytes: &mut &[u8]) -> Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first().ok_or_else(|| Error::codec("a length is cut short"))?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(Error::codec("a length is longer than 64 bits"))
+}
+
 register_codec!(Vec<f64>, Vec<f32>, Vec<i64>, Vec<i32>, Vec<u64>, Vec<u32>, Vec<u8>, Vec<bool>, Vec<String>);
 
 impl<T: Data + Serialize + DeserializeOwned> Data for Option<T> {
