@@ -82,9 +82,24 @@ pub struct TaskEntry {
 }
 inventory::collect!(TaskEntry);
 
+/// A user function registered as a plain function pointer, for collection
+/// ops that call it in their own way (a block function of an array, a
+/// partition function of a data frame). `#[blockwise::task]` submits one for
+/// every function, beside its [`TaskEntry`].
+pub struct FnEntry {
+    /// The stable name: module path and function name.
+    pub name: &'static str,
+    /// `std::any::type_name` of the function item.
+    pub type_name: fn() -> &'static str,
+    /// The function as a `fn(..) -> ..` pointer behind `Any`.
+    pub func: fn() -> &'static (dyn std::any::Any + Send + Sync),
+}
+inventory::collect!(FnEntry);
+
 struct Registry {
     ops: HashMap<&'static str, fn(&[u8]) -> Result<Arc<dyn Op>>>,
     by_type: HashMap<&'static str, &'static str>,
+    fns: HashMap<&'static str, fn() -> &'static (dyn std::any::Any + Send + Sync)>,
 }
 
 fn registry() -> &'static Registry {
@@ -92,6 +107,11 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         let mut ops = HashMap::new();
         let mut by_type = HashMap::new();
+        let mut fns = HashMap::new();
+        for e in inventory::iter::<FnEntry> {
+            fns.insert(e.name, e.func);
+            by_type.insert((e.type_name)(), e.name);
+        }
         for e in inventory::iter::<OpEntry> {
             ops.insert(e.name, e.decode);
         }
@@ -99,7 +119,7 @@ fn registry() -> &'static Registry {
             ops.insert(e.name, e.decode);
             by_type.insert((e.type_name)(), e.name);
         }
-        Registry { ops, by_type }
+        Registry { ops, by_type, fns }
     })
 }
 
@@ -120,6 +140,27 @@ pub fn decode_op(name: &str, params: &[u8]) -> Result<Arc<dyn Op>> {
 /// The registered name of a function type, if `#[blockwise::task]` registered it.
 pub fn registered_name_of<F: 'static>() -> Option<&'static str> {
     registry().by_type.get(std::any::type_name::<F>()).copied()
+}
+
+/// The registered function `name` as the function-pointer type `P` (for
+/// example `fn(ndarray::ArrayViewD<'_, f64>) -> ndarray::ArrayD<f64>`). An
+/// unknown name or a different signature is a clear error.
+pub fn registered_fn<P: Copy + 'static>(name: &str) -> Result<P> {
+    let func = registry().fns.get(name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotRegistered,
+            format!("no function named `{name}` is registered in this executable (mark it #[blockwise::task])"),
+        )
+    })?;
+    func().downcast_ref::<P>().copied().ok_or_else(|| {
+        Error::new(
+            ErrorKind::TypeMismatch,
+            format!(
+                "the registered function `{name}` does not have the signature {}",
+                std::any::type_name::<P>()
+            ),
+        )
+    })
 }
 
 /// Registers an op type with `OpEntry`, given an expression that decodes it.

@@ -1,0 +1,1 @@
+//! Chunked n-dimensional arrays (Dask Array): not yet written.

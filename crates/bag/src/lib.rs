@@ -1,0 +1,1 @@
+//! Parallel bags of records (Dask Bag): not yet written.

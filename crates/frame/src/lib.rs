@@ -1,0 +1,1 @@
+//! Partitioned data frames over Polars (Dask DataFrame): not yet written.
