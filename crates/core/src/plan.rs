@@ -8,7 +8,7 @@
 //! and every task gets a priority from [`crate::order`].
 //!
 //! A plan is what every executor consumes: the local engine and, through
-//! [`crate::wire`], the distributed scheduler.
+//! [`Plan::encode`], the distributed scheduler.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //!    a [`Graph`] without fusion first (so the picture shows the graph as it
 //!    was built), and [`layers_to_dot`] draws one node per layer (Dask's
 //!    `HighLevelGraph.visualize`).
-//! 2. [`write`] picks the output format from the file's extension: `.dot` and
+//! 2. [`write()`] picks the output format from the file's extension: `.dot` and
 //!    `.gv` are the text itself; `.svg`, `.png` and `.pdf` pipe the text
 //!    through Graphviz's `dot` program.
 //!
@@ -20,13 +20,14 @@
 //! out of the core's dependencies and makes the output plain text that tests
 //! can read. Graphviz is needed only to turn the text into an image; it is an
 //! external program (Debian package `graphviz`), looked up on the `PATH` at
-//! the moment an image is asked for. Without it, [`write`] fails with an error
+//! the moment an image is asked for. Without it, [`write()`] fails with an error
 //! that says how to install it and that a `.dot` file works without it.
 //!
 //! # The look
 //!
 //! As Dask draws it: tasks are circles labelled by their op (and the key's
-//! index, `inc (3)`), edges point from a dependency to its dependent, and the
+//! index, `inc (3)`; a label wider than a dozen characters gets an ellipse,
+//! since a circle grows to its label's width both ways), edges point from a dependency to its dependent, and the
 //! graph reads bottom to top ([`RankDir::BottomToTop`]), inputs at the bottom
 //! and results at the top. [`NodeStyle::TasksAndData`] adds Dask's boxes for
 //! the data each task outputs; [`NodeStyle::Keys`] shows only keys.
@@ -66,7 +67,12 @@ use crate::plan::{Plan, PlanOptions};
 /// lay out graphs of this size and the picture is hard to read.
 pub const LARGE_GRAPH_TASKS: usize = 5_000;
 
-/// The file extensions [`write`] understands, lower case, without the dot.
+/// Task labels wider than this many characters get an ellipse instead of a
+/// circle: a circle grows to its label's width in both directions, so a long
+/// op name (`blockwise.identity`, a fused `inc+inc+inc`) would dwarf the graph.
+const ROUND_LABEL_CHARS: usize = 12;
+
+/// The file extensions [`write()`] understands, lower case, without the dot.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &["dot", "gv", "svg", "png", "pdf"];
 
 /// The direction in which the graph is laid out: where the inputs are.
@@ -181,13 +187,20 @@ pub fn to_dot(plan: &Plan, options: &DotOptions) -> String {
         if colored {
             let _ = write!(label, "\n#{}", priorities[id as usize]);
         }
-        let _ = write!(out, "  t{id} [label=");
+        let _ = write!(out, "  t{id} [");
+        if task_shape == "circle" && widest_line(&label) > ROUND_LABEL_CHARS {
+            out.push_str("shape=ellipse, ");
+        }
+        out.push_str("label=");
         push_quoted(&mut out, &label);
         out.push_str(", tooltip=");
         push_quoted(&mut out, &key.to_string());
         if colored {
             let (fill, font) = order_colors(priorities[id as usize], n);
-            let _ = write!(out, ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\"");
+            let _ = write!(
+                out,
+                ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\""
+            );
         }
         out.push_str("];\n");
         if options.nodes == NodeStyle::TasksAndData {
@@ -199,12 +212,19 @@ pub fn to_dot(plan: &Plan, options: &DotOptions) -> String {
             push_quoted(&mut out, &key.to_string());
             if colored {
                 let (fill, font) = order_colors(priorities[id as usize], n);
-                let _ = write!(out, ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\"");
+                let _ = write!(
+                    out,
+                    ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\""
+                );
             }
             out.push_str("];\n");
         }
     }
-    let dependency_node = if options.nodes == NodeStyle::TasksAndData { 'd' } else { 't' };
+    let dependency_node = if options.nodes == NodeStyle::TasksAndData {
+        'd'
+    } else {
+        't'
+    };
     for id in 0..n as u32 {
         if options.nodes == NodeStyle::TasksAndData {
             let _ = writeln!(out, "  t{id} -> d{id};");
@@ -279,7 +299,7 @@ pub fn layers_to_dot(graph: &Graph) -> String {
     out
 }
 
-/// An output format of [`write`], chosen by file extension.
+/// An output format of [`write()`], chosen by file extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// DOT text (`.dot` or `.gv`); needs no Graphviz.
@@ -297,14 +317,20 @@ impl Format {
     /// or missing extension is an [`ErrorKind::InvalidArgument`] error that
     /// lists the supported ones.
     pub fn from_path(path: &Path) -> Result<Format> {
-        let extension = path.extension().and_then(OsStr::to_str).map(str::to_ascii_lowercase);
+        let extension = path
+            .extension()
+            .and_then(OsStr::to_str)
+            .map(str::to_ascii_lowercase);
         match extension.as_deref() {
             Some("dot" | "gv") => Ok(Format::Dot),
             Some("svg") => Ok(Format::Svg),
             Some("png") => Ok(Format::Png),
             Some("pdf") => Ok(Format::Pdf),
             _ => {
-                let supported: Vec<String> = SUPPORTED_EXTENSIONS.iter().map(|e| format!(".{e}")).collect();
+                let supported: Vec<String> = SUPPORTED_EXTENSIONS
+                    .iter()
+                    .map(|e| format!(".{e}"))
+                    .collect();
                 let found = match path.extension() {
                     Some(e) => format!("has the extension `.{}`", e.to_string_lossy()),
                     None => "has no extension".to_string(),
@@ -397,12 +423,14 @@ impl Graphviz {
                 std::io::ErrorKind::NotFound => {
                     graphviz_missing(&format!("which is not at {}", self.program.display()))
                 }
-                _ => Error::new(ErrorKind::Io, format!("could not start Graphviz (`{command}`): {err}")),
+                _ => Error::new(
+                    ErrorKind::Io,
+                    format!("could not start Graphviz (`{command}`): {err}"),
+                ),
             })?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::Io, format!("`{command}` has no standard input")))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| {
+            Error::new(ErrorKind::Io, format!("`{command}` has no standard input"))
+        })?;
         // Feed the text from another thread: Graphviz may write warnings to
         // a full stderr pipe before it has read all its input.
         let (output, fed) = std::thread::scope(|scope| {
@@ -410,12 +438,18 @@ impl Graphviz {
             let output = child.wait_with_output();
             (output, feeder.join())
         });
-        let output = output.map_err(|err| Error::new(ErrorKind::Io, format!("while running `{command}`: {err}")))?;
+        let output = output.map_err(|err| {
+            Error::new(ErrorKind::Io, format!("while running `{command}`: {err}"))
+        })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(Error::new(
                 ErrorKind::Io,
-                format!("Graphviz (`{command}`) failed with {}: {}", output.status, stderr.trim()),
+                format!(
+                    "Graphviz (`{command}`) failed with {}: {}",
+                    output.status,
+                    stderr.trim()
+                ),
             ));
         }
         match fed {
@@ -434,7 +468,10 @@ impl Graphviz {
             }
         }
         if output.stdout.is_empty() {
-            return Err(Error::new(ErrorKind::Io, format!("`{command}` succeeded but wrote nothing")));
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("`{command}` succeeded but wrote nothing"),
+            ));
         }
         Ok(output.stdout)
     }
@@ -459,13 +496,13 @@ pub fn write(dot: &str, path: &Path) -> Result<()> {
     write_format(dot, path, format, graphviz.as_ref())
 }
 
-/// As [`write`], with an explicit Graphviz instead of a `PATH` lookup.
+/// As [`write()`], with an explicit Graphviz instead of a `PATH` lookup.
 pub fn write_with(dot: &str, path: &Path, graphviz: &Graphviz) -> Result<()> {
     let format = Format::from_path(path)?;
     write_format(dot, path, format, Some(graphviz))
 }
 
-/// Draws a collection's graph to `path` (format by extension, as [`write`]),
+/// Draws a collection's graph to `path` (format by extension, as [`write()`]),
 /// unfused as [`graph_to_dot`] plans it: Dask's `x.visualize(filename=...)`.
 pub fn visualize<C: Collection>(collection: &C, path: &Path, options: &DotOptions) -> Result<()> {
     // Check the extension before planning: a typo should not cost a plan.
@@ -481,7 +518,8 @@ fn write_format(dot: &str, path: &Path, format: Format, graphviz: Option<&Graphv
             .map_err(|e| e.context(format!("while writing {}", path.display())))?,
         _ => dot.as_bytes().to_vec(),
     };
-    std::fs::write(path, bytes).map_err(|err| Error::from(err).context(format!("while writing {}", path.display())))
+    std::fs::write(path, bytes)
+        .map_err(|err| Error::from(err).context(format!("while writing {}", path.display())))
 }
 
 /// The error for a missing `dot`; `absent` says where it was looked for.
@@ -545,6 +583,15 @@ fn push_quoted(out: &mut String, text: &str) {
         }
     }
     out.push('"');
+}
+
+/// The number of characters in the longest line of `label`.
+fn widest_line(label: &str) -> usize {
+    label
+        .lines()
+        .map(|line| line.chars().count())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Appends a key's index as `(3)` or `(2, 0)`.
