@@ -16,6 +16,7 @@
 //! proof that code identity (registered ops, build-id handshake) works across
 //! a process boundary.
 
+pub mod diagnostics;
 pub mod engine;
 pub mod process;
 
@@ -201,10 +202,16 @@ pub fn register_callback(callback: Arc<dyn Callback>) -> CallbackGuard {
     CallbackGuard { id }
 }
 
-/// The callbacks of one computation: the call's own, then the global ones.
+/// The callbacks of one computation: the call's own, then the global ones,
+/// then the automatic progress bar when the configuration key `progress`
+/// asks for one (see [`diagnostics::ProgressMode`]).
 pub fn callbacks_for(options: &RunOptions) -> Result<Vec<Arc<dyn Callback>>> {
     let mut all = options.callbacks.clone();
     all.extend(global_callbacks().read().iter().map(|(_, c)| c.clone()));
+    // Last, so that an explicit bar in the list can keep it quiet.
+    if let Some(bar) = diagnostics::progress::automatic()? {
+        all.push(bar);
+    }
     Ok(all)
 }
 
@@ -290,6 +297,12 @@ pub trait Compute: Collection + Sized {
     /// backed by them: later computations built on it reuse the values.
     fn persist(&self) -> Result<Self> {
         self.persist_with(ComputeOptions::new())
+    }
+
+    /// Draws the task graph to `path` (`.dot`, `.svg`, `.png`, `.pdf`; all but
+    /// `.dot` need Graphviz's `dot`), as Dask's `x.visualize(filename=…)`.
+    fn visualize(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        blockwise_core::visualize::visualize(self, path.as_ref(), &Default::default())
     }
 
     /// [`Compute::persist`] with explicit options.
