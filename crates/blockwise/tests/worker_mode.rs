@@ -140,9 +140,12 @@ fn task_error_in_child_names_the_key() -> Result<(), String> {
     }
 }
 
+/// One check of this file: `Err` says what went wrong.
+type Check = fn() -> Result<(), String>;
+
 fn main() {
     blockwise::init();
-    let tests: &[(&str, fn() -> Result<(), String>)] = &[
+    let tests: &[(&str, Check)] = &[
         ("same_result_locally_and_in_a_child_process", same_result_locally_and_in_a_child_process),
         ("plan_roundtrips_through_bytes", plan_roundtrips_through_bytes),
         ("a_different_executable_is_refused", a_different_executable_is_refused),

@@ -247,7 +247,7 @@ macro_rules! delayed_call {
             F: TaskFn<($($a,)*)> + Clone,
         {
             /// Builds the task calling the function with these arguments.
-            #[allow(unused_mut)]
+            #[allow(unused_mut, clippy::too_many_arguments)]
             pub fn call(&self, $($arg: impl IntoArg<$a>),*) -> Delayed<F::Output> {
                 let mut b = ArgBuilder::default();
                 $($arg.add_to(&mut b);)*

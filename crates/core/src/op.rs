@@ -96,8 +96,11 @@ pub struct FnEntry {
 }
 inventory::collect!(FnEntry);
 
+/// Rebuilds an op from its encoded parameters.
+type OpDecoder = fn(&[u8]) -> Result<Arc<dyn Op>>;
+
 struct Registry {
-    ops: HashMap<&'static str, fn(&[u8]) -> Result<Arc<dyn Op>>>,
+    ops: HashMap<&'static str, OpDecoder>,
     by_type: HashMap<&'static str, &'static str>,
     fns: HashMap<&'static str, fn() -> &'static (dyn std::any::Any + Send + Sync)>,
 }

@@ -81,10 +81,10 @@ impl Plan {
         let mut slots = Vec::new();
         for row in inputs {
             for s in &row {
-                if let Slot::Task(d) = s {
-                    if *d as usize >= n {
-                        return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
-                    }
+                if let Slot::Task(d) = s
+                    && *d as usize >= n
+                {
+                    return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
                 }
             }
             slots.extend(row);
@@ -289,10 +289,10 @@ fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
     Csr::from_rows((0..n).map(|t| {
         row.clear();
         for s in &slots[slot_offsets[t] as usize..slot_offsets[t + 1] as usize] {
-            if let Slot::Task(d) = s {
-                if !row.contains(d) {
-                    row.push(*d);
-                }
+            if let Slot::Task(d) = s
+                && !row.contains(d)
+            {
+                row.push(*d);
             }
         }
         row.clone()
@@ -582,7 +582,7 @@ mod tests {
     #[test]
     fn fuse_collapses_a_linear_chain() {
         let (g, key) = chain_graph(50);
-        let plan = Plan::build(&g, &[key.clone()], &PlanOptions { fuse: true }).unwrap();
+        let plan = Plan::build(&g, std::slice::from_ref(&key), &PlanOptions { fuse: true }).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!(plan.key(0), &key);
         let unfused = Plan::build(&g, &[key], &PlanOptions { fuse: false }).unwrap();

@@ -114,8 +114,11 @@ macro_rules! register_codec {
     )+};
 }
 
-fn codec_registry() -> &'static HashMap<&'static str, fn(&[u8]) -> Result<Value>> {
-    static REGISTRY: OnceLock<HashMap<&'static str, fn(&[u8]) -> Result<Value>>> = OnceLock::new();
+/// Decodes a value of one codec.
+type ValueDecoder = fn(&[u8]) -> Result<Value>;
+
+fn codec_registry() -> &'static HashMap<&'static str, ValueDecoder> {
+    static REGISTRY: OnceLock<HashMap<&'static str, ValueDecoder>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         inventory::iter::<CodecEntry>
             .into_iter()

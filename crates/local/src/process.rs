@@ -82,10 +82,10 @@ fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream, peer: &str) 
 /// The address this process should serve as a worker, if it was started as
 /// one (`BLOCKWISE_WORKER=tcp://…` or `--worker tcp://…`).
 pub fn worker_address() -> Option<String> {
-    if let Ok(addr) = std::env::var(WORKER_ENV) {
-        if !addr.is_empty() {
-            return Some(addr);
-        }
+    if let Ok(addr) = std::env::var(WORKER_ENV)
+        && !addr.is_empty()
+    {
+        return Some(addr);
     }
     let mut args = std::env::args();
     while let Some(a) = args.next() {
