@@ -1,0 +1,855 @@
+//! Text files: reading lines and JSON records, writing one file per partition.
+//!
+//! # Reading
+//!
+//! [`read_text`] and [`read_json_lines`] resolve their paths (globs are
+//! expanded and sorted, as Dask does) and look at every file's size when the
+//! bag is built; the files are read only when the tasks run. Each partition
+//! is one *block*:
+//!
+//! - a gzip file (`.gz`, or [`Compression::Gzip`]) is one block: a gzip stream
+//!   cannot be entered in the middle;
+//! - a plain file larger than the block size (64 MiB by default) is cut into
+//!   byte ranges `[k·size, (k+1)·size)`. A line belongs to the block in which it
+//!   *starts*: a block whose range starts in the middle of a line skips to the
+//!   next line start, and a block reads its last line to its end even past
+//!   its range. So every line is read exactly once, and a task reads only
+//!   its range (plus the tail of one line).
+//!
+//! Lines are split at `\n`; a `\r` before it is dropped, and a last line
+//! without `\n` still counts (the rule of `str::lines`). For JSON lines, a
+//! blank line is skipped.
+//!
+//! # Bad input
+//!
+//! A line that is not UTF-8 (for text) or not a valid record (for JSON)
+//! fails the computation with its file and line number: `accounts.3.json,
+//! line 1712, column 9: …`. The line number of a block that starts in the
+//! middle of a file is found only when needed, by counting the newlines
+//! before the block. With [`ReadOptions::skip_bad_lines`], such lines are
+//! skipped instead and counted in a [`BadLines`] handle. A gzip stream that
+//! cannot be decompressed (corrupt or cut short) is an error naming the file,
+//! in either mode: the rest of that file cannot be trusted.
+//!
+//! # Writing
+//!
+//! [`Bag::to_textfiles`] writes each partition to its own file as its stage
+//! produces the records (a partition is never held whole), gzip-compressed
+//! when the name ends in `.gz`, and returns the paths written.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use blockwise_core::value::{Data, Decode, postcard_decode, postcard_encode, short_type_name};
+use blockwise_core::{Error, ErrorKind, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
+use flate2::Compression as GzLevel;
+use flate2::bufread::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::bag::{Bag, arg};
+use crate::partition::{Element, Scalar, scalar_of};
+use crate::reduce::Item;
+use crate::stage::{BagOp, Flow, Sink, Source, Stage, Stop, drive, extend_label};
+
+/// The default block size of plain text files: 64 MiB.
+pub const DEFAULT_BLOCKSIZE: u64 = 64 * 1024 * 1024;
+
+/// Buffer size of file readers and writers.
+const BUFFER: usize = 256 * 1024;
+
+/// How many bad lines a [`BadLines`] handle keeps as examples.
+const EXAMPLES: usize = 10;
+
+/// How text files are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// From the file name: `.gz` is gzip, other known compressed extensions
+    /// are an error, anything else is plain text.
+    #[default]
+    Infer,
+    /// Plain text.
+    None,
+    /// Gzip (one or several concatenated members).
+    Gzip,
+}
+
+/// Counts (and keeps a few examples of) the lines skipped by a read with
+/// [`ReadOptions::skip_bad_lines`]. Clones share one count.
+///
+/// Every computation that reads the files adds to the count: computing the
+/// same bag twice counts its bad lines twice. The count lives in this
+/// process: it sees the lines skipped by local executors.
+#[derive(Clone)]
+pub struct BadLines {
+    inner: Arc<BadLinesInner>,
+}
+
+struct BadLinesInner {
+    id: u64,
+    count: AtomicU64,
+    examples: Mutex<Vec<BadLine>>,
+}
+
+/// One skipped line: where it is and why it was skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// The file.
+    pub path: PathBuf,
+    /// The line number, from 1 (0 if it could not be found).
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, line {}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+impl Default for BadLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for BadLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BadLines({})", self.count())
+    }
+}
+
+impl BadLines {
+    /// A new handle with a count of zero.
+    pub fn new() -> Self {
+        let id = Tokenizer::new().unique().finish();
+        BadLines {
+            inner: Arc::new(BadLinesInner {
+                id,
+                count: AtomicU64::new(0),
+                examples: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Number of lines skipped so far.
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::Relaxed)
+    }
+
+    /// The first few lines skipped (at most ten), in the order they were met.
+    pub fn examples(&self) -> Vec<BadLine> {
+        self.inner.examples.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn record(&self, pos: &LinePos<'_>, reason: String) {
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        let mut examples = self.inner.examples.lock().unwrap_or_else(|e| e.into_inner());
+        if examples.len() < EXAMPLES {
+            examples.push(BadLine {
+                path: pos.path.to_path_buf(),
+                line: pos.number().unwrap_or(0),
+                reason,
+            });
+        }
+    }
+}
+
+/// Options of [`read_text_with`] and [`read_json_lines_with`].
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    blocksize: Option<u64>,
+    compression: Compression,
+    bad_lines: Option<BadLines>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            blocksize: Some(DEFAULT_BLOCKSIZE),
+            compression: Compression::Infer,
+            bad_lines: None,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// Defaults: 64 MiB blocks, compression from the file name, bad lines
+    /// are errors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cuts plain files larger than `bytes` into blocks of `bytes` (0: one
+    /// partition per file).
+    pub fn blocksize(mut self, bytes: u64) -> Self {
+        self.blocksize = (bytes > 0).then_some(bytes);
+        self
+    }
+
+    /// One partition per file, whatever its size (Dask's `blocksize=None`).
+    pub fn whole_files(mut self) -> Self {
+        self.blocksize = None;
+        self
+    }
+
+    /// Sets the compression instead of inferring it from file names.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Skips lines that are not valid UTF-8 (text) or not valid records
+    /// (JSON), counting them in `bad_lines`, instead of failing.
+    pub fn skip_bad_lines(mut self, bad_lines: &BadLines) -> Self {
+        self.bad_lines = Some(bad_lines.clone());
+        self
+    }
+}
+
+/// Files to read: glob patterns (`data/*.json.gz`), plain paths, or lists of
+/// either. Patterns are expanded in sorted order; a pattern matching nothing
+/// is an error.
+#[derive(Clone, Debug)]
+pub struct Paths(Vec<PathSpec>);
+
+#[derive(Clone, Debug)]
+enum PathSpec {
+    Pattern(String),
+    Path(PathBuf),
+}
+
+impl From<&str> for Paths {
+    fn from(s: &str) -> Self {
+        Paths(vec![PathSpec::Pattern(s.to_string())])
+    }
+}
+impl From<String> for Paths {
+    fn from(s: String) -> Self {
+        Paths(vec![PathSpec::Pattern(s)])
+    }
+}
+impl From<&String> for Paths {
+    fn from(s: &String) -> Self {
+        Paths(vec![PathSpec::Pattern(s.clone())])
+    }
+}
+impl From<&Path> for Paths {
+    fn from(p: &Path) -> Self {
+        Paths(vec![PathSpec::Path(p.to_path_buf())])
+    }
+}
+impl From<PathBuf> for Paths {
+    fn from(p: PathBuf) -> Self {
+        Paths(vec![PathSpec::Path(p)])
+    }
+}
+impl From<&PathBuf> for Paths {
+    fn from(p: &PathBuf) -> Self {
+        Paths(vec![PathSpec::Path(p.clone())])
+    }
+}
+impl From<Vec<PathBuf>> for Paths {
+    fn from(v: Vec<PathBuf>) -> Self {
+        Paths(v.into_iter().map(PathSpec::Path).collect())
+    }
+}
+impl From<&[PathBuf]> for Paths {
+    fn from(v: &[PathBuf]) -> Self {
+        Paths(v.iter().cloned().map(PathSpec::Path).collect())
+    }
+}
+impl From<Vec<String>> for Paths {
+    fn from(v: Vec<String>) -> Self {
+        Paths(v.into_iter().map(PathSpec::Pattern).collect())
+    }
+}
+impl From<Vec<&str>> for Paths {
+    fn from(v: Vec<&str>) -> Self {
+        Paths(v.into_iter().map(|s| PathSpec::Pattern(s.to_string())).collect())
+    }
+}
+impl From<&[&str]> for Paths {
+    fn from(v: &[&str]) -> Self {
+        Paths(v.iter().map(|s| PathSpec::Pattern(s.to_string())).collect())
+    }
+}
+
+fn io_error(message: String) -> Error {
+    Error::new(ErrorKind::Io, message)
+}
+
+impl Paths {
+    /// The files, in order.
+    fn resolve(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for spec in &self.0 {
+            match spec {
+                PathSpec::Path(p) => files.push(p.clone()),
+                PathSpec::Pattern(p) if !p.contains(['*', '?', '[']) => files.push(PathBuf::from(p)),
+                PathSpec::Pattern(p) => {
+                    let matches =
+                        glob::glob(p).map_err(|e| Error::invalid(format!("invalid glob pattern {p:?}: {e}")))?;
+                    let mut found: Vec<PathBuf> = Vec::new();
+                    for m in matches {
+                        let path = m.map_err(|e| io_error(format!("while expanding {p:?}: {e}")))?;
+                        if path.is_file() {
+                            found.push(path);
+                        }
+                    }
+                    if found.is_empty() {
+                        return Err(io_error(format!("no files match {p:?}")));
+                    }
+                    found.sort();
+                    files.extend(found);
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(Error::invalid("no files to read: the list of paths is empty"));
+        }
+        Ok(files)
+    }
+}
+
+/// One partition of a text source: a byte range of a file, or a whole
+/// gzip file. The literal input of a read task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TextBlock {
+    path: PathBuf,
+    start: u64,
+    /// Lines starting at or after `end` belong to the next block; `None`:
+    /// read to the end of the file.
+    end: Option<u64>,
+    gzip: bool,
+}
+
+impl Data for TextBlock {
+    fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.path.as_os_str().len()
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        postcard_encode(self, out)
+    }
+}
+
+impl Decode for TextBlock {
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        postcard_decode(bytes)
+    }
+}
+
+fn is_gzip(path: &Path, compression: Compression) -> Result<bool> {
+    match compression {
+        Compression::None => Ok(false),
+        Compression::Gzip => Ok(true),
+        Compression::Infer => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            match ext.as_str() {
+                "gz" | "gzip" => Ok(true),
+                "bz2" | "xz" | "zst" | "zstd" | "lz4" | "zip" | "7z" => Err(Error::invalid(format!(
+                    "{}: {ext} compression is not supported (only gzip); if the file is plain text, \
+                     set ReadOptions::compression(Compression::None)",
+                    path.display()
+                ))),
+                _ => Ok(false),
+            }
+        }
+    }
+}
+
+/// The blocks of the files, and a token identifying their contents (path,
+/// size and modification time of each file, as Dask's `tokenize` of files).
+fn plan_blocks(files: &[PathBuf], options: &ReadOptions, tok: &mut Tokenizer) -> Result<Vec<TextBlock>> {
+    let mut blocks = Vec::new();
+    for path in files {
+        let meta = std::fs::metadata(path).map_err(|e| io_error(format!("cannot read {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(io_error(format!("{} is not a file", path.display())));
+        }
+        let size = meta.len();
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        tok.str(&path.to_string_lossy()).u64(size).u64(modified);
+        let gzip = is_gzip(path, options.compression)?;
+        match options.blocksize {
+            Some(bs) if !gzip && size > bs => {
+                let n = size.div_ceil(bs);
+                for k in 0..n {
+                    blocks.push(TextBlock {
+                        path: path.clone(),
+                        start: k * bs,
+                        end: (k + 1 < n).then_some((k + 1) * bs),
+                        gzip,
+                    });
+                }
+            }
+            _ => blocks.push(TextBlock {
+                path: path.clone(),
+                start: 0,
+                end: None,
+                gzip,
+            }),
+        }
+    }
+    if let Some(bs) = options.blocksize {
+        tok.u64(bs);
+    }
+    tok.u64(options.compression as u64);
+    Ok(blocks)
+}
+
+/// Where a line is, for messages; finds its number only when asked.
+struct LinePos<'a> {
+    path: &'a Path,
+    /// Byte offset of the block's first line in the file (0 for gzip).
+    first: u64,
+    /// Index of the line within the block.
+    rel: u64,
+}
+
+impl LinePos<'_> {
+    /// The line number from 1: the block's own count plus the newlines
+    /// before the block (counted now, on the error path).
+    fn number(&self) -> Option<u64> {
+        let before = if self.first == 0 {
+            0
+        } else {
+            let file = File::open(self.path).ok()?;
+            let mut reader = BufReader::with_capacity(BUFFER, file.take(self.first));
+            let mut count = 0u64;
+            loop {
+                let buf = reader.fill_buf().ok()?;
+                if buf.is_empty() {
+                    break;
+                }
+                count += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                let n = buf.len();
+                reader.consume(n);
+            }
+            count
+        };
+        Some(before + self.rel + 1)
+    }
+
+    fn describe(&self) -> String {
+        match self.number() {
+            Some(n) => format!("{}, line {n}", self.path.display()),
+            None => format!(
+                "{}, line {} of the block at byte {}",
+                self.path.display(),
+                self.rel + 1,
+                self.first
+            ),
+        }
+    }
+}
+
+/// Reads the lines of a block, calling `on_line` with each line (without its
+/// line ending) and its position.
+fn read_block(block: &TextBlock, on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) -> Flow) -> Flow {
+    let path = block.path.as_path();
+    let file = File::open(path).map_err(|e| io_error(format!("cannot open {}: {e}", path.display())))?;
+    if block.gzip {
+        let reader = BufReader::with_capacity(BUFFER, MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file)));
+        return read_lines(reader, path, 0, None, true, on_line);
+    }
+    let mut reader = BufReader::with_capacity(BUFFER, file);
+    let mut pos = block.start;
+    if block.start > 0 {
+        // The line holding byte `start - 1` belongs to the previous block
+        // unless that byte ends it.
+        let read_error = |e: io::Error| io_error(format!("cannot read {}: {e}", path.display()));
+        reader.seek(SeekFrom::Start(block.start - 1)).map_err(read_error)?;
+        let skipped = reader.skip_until(b'\n').map_err(read_error)?;
+        pos = block.start - 1 + skipped as u64;
+    }
+    read_lines(reader, path, pos, block.end, false, on_line)
+}
+
+fn read_lines<R: BufRead>(
+    mut reader: R,
+    path: &Path,
+    start: u64,
+    end: Option<u64>,
+    gzip: bool,
+    on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) -> Flow,
+) -> Flow {
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    let mut pos = start;
+    let mut rel = 0u64;
+    loop {
+        if end.is_some_and(|end| pos >= end) {
+            return Ok(());
+        }
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
+            if gzip {
+                io_error(format!(
+                    "cannot read {} as gzip (corrupt or cut short?): {e}",
+                    path.display()
+                ))
+            } else {
+                io_error(format!("cannot read {}: {e}", path.display()))
+            }
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        pos += n as u64;
+        let line = match buf.strip_suffix(b"\n") {
+            Some(l) => l.strip_suffix(b"\r").unwrap_or(l),
+            None => &buf[..],
+        };
+        on_line(
+            line,
+            &LinePos {
+                path,
+                first: start,
+                rel,
+            },
+        )?;
+        rel += 1;
+    }
+}
+
+/// Fails, or counts and skips, a bad line. `column` (from 1) points into the
+/// line when the parser knows where it went wrong.
+fn bad_line(bad_lines: Option<&BadLines>, pos: &LinePos<'_>, column: Option<usize>, reason: String) -> Flow {
+    match bad_lines {
+        Some(b) => {
+            let reason = match column {
+                Some(c) => format!("column {c}: {reason}"),
+                None => reason,
+            };
+            b.record(pos, reason);
+            Ok(())
+        }
+        None => {
+            let at = match column {
+                Some(c) => format!("{}, column {c}", pos.describe()),
+                None => pos.describe(),
+            };
+            Err(Stop::Fail(Error::invalid(format!("{at}: {reason}"))))
+        }
+    }
+}
+
+type LineParser<T> = dyn Fn(&[u8], &LinePos<'_>, Option<&BadLines>, &mut Sink<'_, T>) -> Flow + Send + Sync;
+
+/// A bag over the lines of `paths`, each line turned into records by `parse`.
+fn text_source<T: Element>(
+    paths: Paths,
+    options: &ReadOptions,
+    kind: &str,
+    parse: Arc<LineParser<T>>,
+) -> Result<Bag<T>> {
+    let files = paths.resolve()?;
+    let mut tok = Tokenizer::new();
+    // Different record types parse the same lines differently.
+    tok.str(kind).str(std::any::type_name::<T>());
+    let blocks = plan_blocks(&files, options, &mut tok)?;
+    if let Some(b) = &options.bad_lines {
+        tok.u64(b.inner.id);
+    }
+    let inputs: Arc<[Vec<Input>]> = blocks.into_iter().map(|b| vec![Input::Literal(Arc::new(b))]).collect();
+    let bad_lines = options.bad_lines.clone();
+    let stage: Stage<T> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
+        let block = arg(args, 0)?
+            .downcast_ref::<TextBlock>()
+            .ok_or_else(|| Stop::Fail(Error::graph("a read task's input is not a text block")))?;
+        let before = bad_lines.as_ref().map(BadLines::count);
+        let flow = read_block(block, &mut |line, pos| parse(line, pos, bad_lines.as_ref(), &mut *sink));
+        if let (Some(b), Some(before)) = (&bad_lines, before) {
+            let skipped = b.count().saturating_sub(before);
+            if skipped > 0 {
+                tracing::warn!(path = %block.path.display(), skipped, "skipped bad lines");
+            }
+        }
+        flow
+    });
+    Ok(Bag::from_source(Source::pending(
+        tok.finish(),
+        kind,
+        Arc::from(kind),
+        Arc::from(Vec::new()),
+        inputs,
+        stage,
+        Arc::from(Vec::new()),
+    )))
+}
+
+/// The lines of text files, one record per line, without line endings
+/// (Dask's `read_text`). See the [module docs](self) for globs, gzip and
+/// blocks; bad UTF-8 is an error naming file and line.
+///
+/// ```no_run
+/// # fn main() -> blockwise_core::Result<()> {
+/// use blockwise_local::Compute;
+/// let words = blockwise_bag::read_text("logs/*.log.gz")?
+///     .flat_map(|line| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+///     .frequencies()
+///     .topk(10, |(_, n)| *n)
+///     .compute()?;
+/// # Ok(()) }
+/// ```
+pub fn read_text(paths: impl Into<Paths>) -> Result<Bag<String>> {
+    read_text_with(paths, &ReadOptions::default())
+}
+
+/// [`read_text`] with options (block size, compression, skipping bad lines).
+pub fn read_text_with(paths: impl Into<Paths>, options: &ReadOptions) -> Result<Bag<String>> {
+    let parse: Arc<LineParser<String>> = Arc::new(|line, pos, bad, sink| match std::str::from_utf8(line) {
+        Ok(s) => sink(s.to_string()),
+        Err(e) => bad_line(bad, pos, Some(e.valid_up_to() + 1), format!("not valid UTF-8: {e}")),
+    });
+    text_source(paths.into(), options, "read-text", parse)
+}
+
+/// JSON lines (one JSON document per line) parsed into records of type `T`,
+/// which may be any `Deserialize` type or `serde_json::Value`. Blank lines
+/// are skipped; a line that does not parse as a `T` is an error naming the
+/// file, line and column.
+///
+/// ```no_run
+/// # fn main() -> blockwise_core::Result<()> {
+/// use blockwise_local::Compute;
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Account { name: String, amount: i64 }
+///
+/// let top = blockwise_bag::read_json_lines::<Account>("accounts.*.json.gz")?
+///     .filter(|a| a.amount > 0)
+///     .map(|a| a.name)
+///     .frequencies()
+///     .topk(10, |(_, n)| *n)
+///     .compute()?;
+/// # Ok(()) }
+/// ```
+pub fn read_json_lines<T: Element>(paths: impl Into<Paths>) -> Result<Bag<T>> {
+    read_json_lines_with(paths, &ReadOptions::default())
+}
+
+/// [`read_json_lines`] with options (block size, compression, skipping bad
+/// lines).
+pub fn read_json_lines_with<T: Element>(paths: impl Into<Paths>, options: &ReadOptions) -> Result<Bag<T>> {
+    let type_name = short_type_name(std::any::type_name::<T>());
+    let parse: Arc<LineParser<T>> = Arc::new(move |line, pos, bad, sink| {
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            return Ok(());
+        }
+        match serde_json::from_slice::<T>(trimmed) {
+            Ok(record) => sink(record),
+            Err(e) => {
+                // serde_json ends its message with the position in the
+                // parsed text; the line is ours to name, the column stays.
+                let message = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let message = message.strip_suffix(&suffix).unwrap_or(&message);
+                let indent = line.len() - line.trim_ascii_start().len();
+                let column = (e.column() > 0).then(|| e.column() + indent);
+                bad_line(bad, pos, column, format!("not a valid {type_name}: {message}"))
+            }
+        }
+    });
+    text_source(paths.into(), options, "read-json-lines", parse)
+}
+
+/// Output file `i`: the pattern with `*` replaced by `name`, or a file
+/// `name.part` in the pattern taken as a directory.
+fn output_path(pattern: &str, name: &str) -> PathBuf {
+    if pattern.contains('*') {
+        PathBuf::from(pattern.replace('*', name))
+    } else {
+        Path::new(pattern).join(format!("{name}.part"))
+    }
+}
+
+enum Writer {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl Writer {
+    fn create(path: &Path) -> io::Result<Writer> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = BufWriter::with_capacity(BUFFER, File::create(path)?);
+        let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        Ok(if gzip {
+            Writer::Gzip(GzEncoder::new(file, GzLevel::default()))
+        } else {
+            Writer::Plain(file)
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.write_all(bytes),
+            Writer::Gzip(w) => w.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        let mut inner = match self {
+            Writer::Plain(w) => w,
+            Writer::Gzip(w) => w.finish()?,
+        };
+        inner.flush()
+    }
+}
+
+type Format<T> = dyn Fn(&T, &mut Vec<u8>) -> Result<()> + Send + Sync;
+
+impl<T: Element> Bag<T> {
+    fn write_files(
+        &self,
+        prefix: &str,
+        pattern: &str,
+        name: &dyn Fn(usize) -> String,
+        format: Arc<Format<T>>,
+    ) -> Item<Vec<PathBuf>> {
+        let src = &self.source;
+        let paths: Vec<String> = (0..self.npartitions())
+            .map(|i| output_path(pattern, &name(i)).to_string_lossy().into_owned())
+            .collect();
+        let mut tok = Tokenizer::new();
+        tok.str(prefix).u64(src.token);
+        for p in &paths {
+            tok.str(p);
+        }
+        let token = tok.finish();
+        let stage = src.stage.clone();
+        let op = BagOp::build(
+            "blockwise.bag.write-text",
+            extend_label(&src.label, prefix).to_string(),
+            src.fns.clone(),
+            std::any::type_name::<T>(),
+            move |args| {
+                let (path, rest) = args
+                    .split_last()
+                    .ok_or_else(|| Error::graph("a write task without its path"))?;
+                let path = PathBuf::from(
+                    path.downcast_ref::<String>()
+                        .ok_or_else(|| Error::graph("a write task's path is not a string"))?,
+                );
+                let write_error = |e: io::Error| io_error(format!("cannot write {}: {e}", path.display()));
+                let mut writer = Writer::create(&path).map_err(write_error)?;
+                let mut line = Vec::with_capacity(256);
+                drive(&stage, rest, &mut |x| {
+                    line.clear();
+                    format(&x, &mut line)?;
+                    line.push(b'\n');
+                    writer.write_all(&line).map_err(|e| Stop::Fail(write_error(e)))
+                })?;
+                writer.finish().map_err(write_error)?;
+                Ok(Arc::new(Scalar(path)) as Value)
+            },
+        );
+        let write_name = Name::new(&format!("{prefix}-{token:016x}"));
+        let tasks = src
+            .inputs
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(i, (inputs, path))| {
+                let mut inputs = inputs.clone();
+                inputs.push(Input::Literal(Arc::new(path.clone())));
+                (Key::new(write_name.clone(), &[i as u32]), Task::new(op.clone(), inputs))
+            })
+            .collect();
+        let writes = Layer::new(write_name, src.deps.to_vec(), LayerBody::Tasks(tasks));
+        let gather_name = Name::new(&format!("{prefix}-paths-{token:016x}"));
+        let gather = BagOp::build(
+            "blockwise.bag.gather-paths",
+            "paths",
+            Arc::from(Vec::new()),
+            "std::path::PathBuf",
+            |args| {
+                let paths = args.iter().map(scalar_of::<PathBuf>).collect::<Result<Vec<_>>>()?;
+                Ok(Arc::new(Scalar(paths)) as Value)
+            },
+        );
+        let key = Key::single(gather_name.clone());
+        let inputs = writes.keys().into_iter().map(Input::Key).collect();
+        let layer = Layer::single(gather_name, vec![writes], Task::new(gather, inputs));
+        Item::new(layer, key)
+    }
+
+    /// Writes each record as one line of JSON, one file per partition (see
+    /// [`Bag::to_textfiles`] for the names and compression). Computing the
+    /// returned item writes the files and gives their paths.
+    pub fn to_json_lines(&self, pattern: &str) -> Item<Vec<PathBuf>> {
+        let n = self.npartitions();
+        let format: Arc<Format<T>> = Arc::new(|x, out| {
+            serde_json::to_writer(&mut *out, x)
+                .map_err(|e| Error::invalid(format!("cannot write a record as JSON: {e}")))
+        });
+        self.write_files("to-json-lines", pattern, &|i| padded(i, n), format)
+    }
+}
+
+/// `i` zero-padded to the width of the largest index, so names sort in
+/// partition order (Dask's `build_name_function`).
+fn padded(i: usize, n: usize) -> String {
+    let width = n.saturating_sub(1).max(1).to_string().len();
+    format!("{i:0width$}")
+}
+
+impl<T: Element + fmt::Display> Bag<T> {
+    /// Writes each record as one line (its `Display`), one file per
+    /// partition (Dask's `to_textfiles`). `pattern` holds a `*`, replaced by
+    /// the partition index zero-padded to a common width
+    /// (`out/part-*.txt.gz` → `out/part-0.txt.gz` …), or names a directory,
+    /// which gets `0.part`, `1.part`, …. Files ending in `.gz` are gzip;
+    /// missing directories are created. Computing the returned item writes
+    /// the files and gives their paths, in partition order.
+    pub fn to_textfiles(&self, pattern: &str) -> Item<Vec<PathBuf>> {
+        let n = self.npartitions();
+        self.to_textfiles_with(pattern, move |i| padded(i, n))
+    }
+
+    /// [`Bag::to_textfiles`] with `name(i)` in place of `*` for partition `i`.
+    pub fn to_textfiles_with(&self, pattern: &str, name: impl Fn(usize) -> String) -> Item<Vec<PathBuf>> {
+        let format: Arc<Format<T>> =
+            Arc::new(|x, out| write!(out, "{x}").map_err(|e| Error::invalid(format!("cannot format a record: {e}"))));
+        self.write_files("to-textfiles", pattern, &name, format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names() {
+        assert_eq!(output_path("out/*.txt.gz", "03"), PathBuf::from("out/03.txt.gz"));
+        assert_eq!(output_path("out", "3"), PathBuf::from("out/3.part"));
+        assert_eq!(padded(3, 12), "03");
+        assert_eq!(padded(0, 1), "0");
+        assert_eq!(padded(7, 10), "7");
+    }
+
+    #[test]
+    fn compression_is_inferred_from_the_extension() {
+        assert!(is_gzip(Path::new("a.json.gz"), Compression::Infer).unwrap());
+        assert!(!is_gzip(Path::new("a.json"), Compression::Infer).unwrap());
+        assert!(!is_gzip(Path::new("a.json.gz"), Compression::None).unwrap());
+        let err = is_gzip(Path::new("a.json.bz2"), Compression::Infer).unwrap_err();
+        assert!(err.to_string().contains("bz2"), "{err}");
+    }
+}
