@@ -38,6 +38,10 @@ pub use blockwise_local::{Compute, ComputeOptions, Scheduler, compute_all, compu
 pub use blockwise_core::register_codec;
 pub use blockwise_macros::{Data, task};
 
+/// Bags of records, text and JSON lines (Dask's `dask.bag`).
+#[cfg(feature = "bag")]
+pub use blockwise_bag as bag;
+
 /// `delayed` calls and values (Dask's `dask.delayed`).
 pub mod delayed {
     pub use blockwise_core::delayed::{Delayed, DelayedFn, IntoArg, delayed, value};
