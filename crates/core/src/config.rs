@@ -116,7 +116,10 @@ pub fn parse_file(text: &str, origin: &str) -> Result<BTreeMap<String, ConfigVal
 pub fn parse_env_value(raw: &str) -> ConfigValue {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(t) => t.get("v").cloned().unwrap_or_else(|| ConfigValue::String(raw.to_string())),
+        Ok(t) => t
+            .get("v")
+            .cloned()
+            .unwrap_or_else(|| ConfigValue::String(raw.to_string())),
         Err(_) => ConfigValue::String(raw.to_string()),
     }
 }
@@ -181,7 +184,10 @@ pub fn get_usize(key: &str) -> Result<Option<usize>> {
         None => Ok(None),
         Some(ConfigValue::Integer(i)) if i >= 0 => Ok(Some(i as usize)),
         Some(ConfigValue::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-            Error::new(ErrorKind::Config, format!("configuration key {key} must be a whole number, found {s:?}"))
+            Error::new(
+                ErrorKind::Config,
+                format!("configuration key {key} must be a whole number, found {s:?}"),
+            )
         }),
         Some(other) => Err(Error::new(
             ErrorKind::Config,
@@ -224,7 +230,10 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0f64.powi(4),
         other => {
-            return Err(Error::new(ErrorKind::Config, format!("unknown size unit {other:?} in {text:?}")));
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("unknown size unit {other:?} in {text:?}"),
+            ));
         }
     };
     Ok((num * mult).round() as u64)
@@ -290,7 +299,10 @@ mod tests {
         assert_eq!(parse_env_value("4").as_integer(), Some(4));
         assert_eq!(parse_env_value("true").as_bool(), Some(true));
         assert_eq!(parse_env_value("threads").as_str(), Some("threads"));
-        assert_eq!(parse_env_value("tcp://127.0.0.1:8786").as_str(), Some("tcp://127.0.0.1:8786"));
+        assert_eq!(
+            parse_env_value("tcp://127.0.0.1:8786").as_str(),
+            Some("tcp://127.0.0.1:8786")
+        );
     }
 
     #[test]

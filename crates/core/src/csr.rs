@@ -24,6 +24,14 @@ impl Csr {
         Csr { offsets, items }
     }
 
+    /// Builds from offsets (`rows + 1` of them, starting at 0, never
+    /// decreasing, the last equal to `items.len()`) and the items.
+    pub fn from_offsets(offsets: Vec<u32>, items: Vec<u32>) -> Self {
+        debug_assert_eq!(offsets.first(), Some(&0));
+        debug_assert_eq!(offsets.last().map(|&o| o as usize), Some(items.len()));
+        Csr { offsets, items }
+    }
+
     /// Builds from `(row, item)` edges over `rows` rows, keeping edge order within a row.
     pub fn from_edges(rows: usize, edges: &[(u32, u32)]) -> Self {
         let mut counts = vec![0u32; rows + 1];

@@ -112,7 +112,10 @@ pub fn value<T: IntoValue + 'static>(value: T) -> Delayed<T> {
     let mut tok = Tokenizer::new();
     tok.str("literal");
     value.tokenize(&mut tok);
-    let name = tok.name(&format!("literal-{}", crate::value::short_type_name(value.codec()).to_ascii_lowercase()));
+    let name = tok.name(&format!(
+        "literal-{}",
+        crate::value::short_type_name(value.codec()).to_ascii_lowercase()
+    ));
     let task = Task::new(crate::op::identity(), vec![Input::Literal(value)]);
     let layer = Layer::single(name.clone(), vec![], task);
     Delayed::from_layer(layer, Key::single(name))
@@ -125,13 +128,26 @@ pub struct ArgBuilder {
     deps: Vec<Arc<Layer>>,
     layout: ArgLayout,
     tokenizer: Tokenizer,
+    /// The layers in `deps`, by address, once there are many of them (a
+    /// call over a list of a hundred thousand handles stays linear).
+    dep_set: std::collections::HashSet<usize>,
 }
 
 impl ArgBuilder {
     fn push_delayed<T>(&mut self, d: &Delayed<T>) {
         self.tokenizer.key(&d.key);
         self.inputs.push(Input::Key(d.key.clone()));
-        if !self.deps.iter().any(|l| Arc::ptr_eq(l, &d.layer)) {
+        const LINEAR: usize = 16;
+        if self.deps.len() < LINEAR {
+            if !self.deps.iter().any(|l| Arc::ptr_eq(l, &d.layer)) {
+                self.deps.push(d.layer.clone());
+            }
+            return;
+        }
+        if self.dep_set.is_empty() {
+            self.dep_set = self.deps.iter().map(|l| Arc::as_ptr(l) as usize).collect();
+        }
+        if self.dep_set.insert(Arc::as_ptr(&d.layer) as usize) {
             self.deps.push(d.layer.clone());
         }
     }
@@ -271,7 +287,11 @@ fn item<T, U>(d: &Delayed<T>, i: u32) -> Delayed<U> {
     let mut tok = Tokenizer::new();
     tok.str("item").key(&d.key).u64(u64::from(i));
     let name = tok.name(&format!("{}-item{i}", d.key.name.prefix()));
-    let layer = Layer::single(name.clone(), vec![d.layer.clone()], Task::new(op, vec![Input::Key(d.key.clone())]));
+    let layer = Layer::single(
+        name.clone(),
+        vec![d.layer.clone()],
+        Task::new(op, vec![Input::Key(d.key.clone())]),
+    );
     Delayed::from_layer(layer, Key::single(name))
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::graph::{Graph, Layer, LayerBody, Input, Task};
+use crate::graph::{Graph, Input, Layer, LayerBody, Task};
 use crate::key::{Key, Name};
 use crate::op::identity;
 use crate::plan::{Plan, PlanOptions};

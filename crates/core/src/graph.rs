@@ -176,7 +176,15 @@ pub struct Layer {
     deps: Vec<Arc<Layer>>,
     body: LayerBody,
     /// Position of each key in an explicit body, built on first lookup.
-    lookup: OnceLock<HashMap<Index, usize>>,
+    lookup: OnceLock<Box<Lookup>>,
+}
+
+/// How an explicit layer finds a key's position.
+enum Lookup {
+    /// Key `i` has the one-dimensional index `[i]`.
+    Dense,
+    /// Any other set of indices.
+    Map(HashMap<Index, usize>),
 }
 
 impl Layer {
@@ -224,27 +232,67 @@ impl Layer {
         self.len() == 0
     }
 
+    /// The position of `index` among the layer's tasks (row-major in a
+    /// rule's grid, list order in an explicit layer), or `None` when the
+    /// layer has no such key.
+    pub fn position(&self, index: &[u32]) -> Option<usize> {
+        match &self.body {
+            LayerBody::Blockwise(b) => {
+                if index.len() != b.grid.len() {
+                    return None;
+                }
+                let mut flat = 0usize;
+                for (&i, &n) in index.iter().zip(&b.grid) {
+                    if i >= n {
+                        return None;
+                    }
+                    flat = flat * n as usize + i as usize;
+                }
+                Some(flat)
+            }
+            LayerBody::Tasks(tasks) => {
+                if tasks.len() <= 8 {
+                    return tasks.iter().position(|(k, _)| k.index.as_slice() == index);
+                }
+                let lookup = self.lookup.get_or_init(|| {
+                    let dense = tasks
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (k, _))| k.index.as_slice() == [i as u32]);
+                    Box::new(if dense {
+                        Lookup::Dense
+                    } else {
+                        Lookup::Map(
+                            tasks
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.index.clone(), i))
+                                .collect(),
+                        )
+                    })
+                });
+                match &**lookup {
+                    Lookup::Dense => match index {
+                        [i] if (*i as usize) < tasks.len() => Some(*i as usize),
+                        _ => None,
+                    },
+                    Lookup::Map(map) => map.get(index).copied(),
+                }
+            }
+        }
+    }
+
     /// The task computing `index` of this layer.
     pub fn task(&self, index: &[u32]) -> Result<Task> {
         match &self.body {
             LayerBody::Blockwise(b) => b.task_at(index),
-            LayerBody::Tasks(tasks) => {
-                let found = if tasks.len() <= 8 {
-                    tasks.iter().position(|(k, _)| k.index.as_slice() == index)
-                } else {
-                    let lookup = self
-                        .lookup
-                        .get_or_init(|| tasks.iter().enumerate().map(|(i, (k, _))| (k.index.clone(), i)).collect());
-                    lookup.get(index).copied()
-                };
-                found.map(|i| tasks[i].1.clone()).ok_or_else(|| {
-                    Error::graph(format!(
-                        "key {} is not in layer {}",
-                        Key::new(self.name.clone(), index),
-                        self.name
-                    ))
-                })
-            }
+            LayerBody::Tasks(tasks) => self.position(index).map(|i| tasks[i].1.clone()).ok_or_else(|| {
+                Error::graph(format!(
+                    "key {} is not in layer {}",
+                    Key::new(self.name.clone(), index),
+                    self.name
+                ))
+            }),
         }
     }
 
@@ -414,8 +462,16 @@ mod tests {
     #[test]
     fn layers_are_listed_once_in_dependency_order() {
         let a = Layer::single(Name::new("a"), vec![], Task::new(identity(), vec![lit(1)]));
-        let b = Layer::single(Name::new("b"), vec![a.clone()], Task::new(identity(), vec![Input::Key(Key::single(Name::new("a")))]));
-        let c = Layer::single(Name::new("c"), vec![a.clone(), b.clone()], Task::new(identity(), vec![Input::Key(Key::single(Name::new("b")))]));
+        let b = Layer::single(
+            Name::new("b"),
+            vec![a.clone()],
+            Task::new(identity(), vec![Input::Key(Key::single(Name::new("a")))]),
+        );
+        let c = Layer::single(
+            Name::new("c"),
+            vec![a.clone(), b.clone()],
+            Task::new(identity(), vec![Input::Key(Key::single(Name::new("b")))]),
+        );
         let g = Graph::from_layer(c);
         let names: Vec<String> = g.layers().iter().map(|l| l.name().to_string()).collect();
         assert_eq!(names, vec!["a", "b", "c"]);
@@ -425,7 +481,12 @@ mod tests {
     fn explicit_layer_lookup_by_index() {
         let name = Name::new("many");
         let tasks = (0..100u32)
-            .map(|i| (Key::new(name.clone(), &[i]), Task::new(identity(), vec![lit(i64::from(i))])))
+            .map(|i| {
+                (
+                    Key::new(name.clone(), &[i]),
+                    Task::new(identity(), vec![lit(i64::from(i))]),
+                )
+            })
             .collect();
         let layer = Layer::new(name, vec![], LayerBody::Tasks(tasks));
         assert!(layer.task(&[42]).is_ok());

@@ -35,6 +35,12 @@ impl Name {
         &self.0
     }
 
+    /// The address of the shared string: equal for clones of one name, so
+    /// planners can look a name up without hashing its text.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
+
     /// The part before the last `-`, Dask's "key prefix" (`"sum"` for
     /// `"sum-9ac1e0f3"`); used to group tasks in progress bars and reports.
     pub fn prefix(&self) -> &str {
@@ -157,9 +163,7 @@ impl Default for Tokenizer {
 impl Tokenizer {
     /// An empty tokenizer.
     pub fn new() -> Self {
-        Tokenizer {
-            hasher: Xxh3::new(),
-        }
+        Tokenizer { hasher: Xxh3::new() }
     }
 
     /// Feeds raw bytes, length-prefixed so that `("ab","c")` and `("a","bc")` differ.

@@ -30,6 +30,8 @@ pub mod exec;
 pub mod graph;
 pub mod identity;
 pub mod key;
+#[cfg(feature = "ndarray")]
+pub mod ndarray_data;
 pub mod op;
 pub mod order;
 pub mod plan;

@@ -11,15 +11,16 @@
 //! [`Plan::encode`], the distributed scheduler.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Input};
+use crate::graph::{Graph, Input, Layer};
 use crate::key::{Key, Name};
 use crate::op::Op;
 use crate::order;
-use crate::value::{Value, postcard_decode, postcard_encode, encode_value, decode_value};
+use crate::value::{Value, decode_value, encode_value, postcard_decode, postcard_encode};
 
 /// One input of a planned task.
 #[derive(Clone)]
@@ -73,22 +74,40 @@ impl Plan {
         outputs: Vec<u32>,
     ) -> Result<Plan> {
         let n = keys.len();
-        if ops.len() != n || inputs.len() != n {
+        if inputs.len() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
         let mut slot_offsets = Vec::with_capacity(n + 1);
         slot_offsets.push(0u32);
         let mut slots = Vec::new();
         for row in inputs {
-            for s in &row {
-                if let Slot::Task(d) = s
-                    && *d as usize >= n
-                {
-                    return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
-                }
-            }
             slots.extend(row);
             slot_offsets.push(slots.len() as u32);
+        }
+        let plan = Plan::assemble(keys, ops, slot_offsets, slots, outputs)?;
+        plan.check_acyclic()?;
+        Ok(plan.with_order())
+    }
+
+    /// Puts a plan together from flat slots, unordered and unchecked for
+    /// cycles: checks lengths and that every slot names a task.
+    fn assemble(
+        keys: Vec<Key>,
+        ops: Vec<Arc<dyn Op>>,
+        slot_offsets: Vec<u32>,
+        slots: Vec<Slot>,
+        outputs: Vec<u32>,
+    ) -> Result<Plan> {
+        let n = keys.len();
+        if ops.len() != n || slot_offsets.len() != n + 1 {
+            return Err(Error::graph("plan parts have different lengths"));
+        }
+        for s in &slots {
+            if let Slot::Task(d) = s
+                && *d as usize >= n
+            {
+                return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
+            }
         }
         for &o in &outputs {
             if o as usize >= n {
@@ -97,7 +116,7 @@ impl Plan {
         }
         let dependencies = dependencies_of(n, &slot_offsets, &slots);
         let dependents = dependencies.transpose();
-        let plan = Plan {
+        Ok(Plan {
             keys,
             ops,
             slot_offsets,
@@ -106,9 +125,7 @@ impl Plan {
             dependents,
             priority: Vec::new(),
             outputs,
-        };
-        plan.check_acyclic()?;
-        Ok(plan.with_order())
+        })
     }
 
     fn with_order(mut self) -> Plan {
@@ -126,7 +143,10 @@ impl Plan {
             on_topo[t as usize] = true;
         }
         let stuck = on_topo.iter().position(|x| !x).unwrap_or(0);
-        Err(Error::graph(format!("the graph has a cycle through key {}", self.keys[stuck])))
+        Err(Error::graph(format!(
+            "the graph has a cycle through key {}",
+            self.keys[stuck]
+        )))
     }
 
     /// Number of tasks.
@@ -156,7 +176,10 @@ impl Plan {
 
     /// The inputs of task `id`, in argument order.
     pub fn slots(&self, id: u32) -> &[Slot] {
-        let (a, b) = (self.slot_offsets[id as usize] as usize, self.slot_offsets[id as usize + 1] as usize);
+        let (a, b) = (
+            self.slot_offsets[id as usize] as usize,
+            self.slot_offsets[id as usize + 1] as usize,
+        );
         &self.slots[a..b]
     }
 
@@ -246,7 +269,10 @@ impl Plan {
                 .entry(t.key.name.as_str().to_string())
                 .or_insert_with(|| t.key.name.clone())
                 .clone();
-            keys.push(Key { name, index: t.key.index });
+            keys.push(Key {
+                name,
+                index: t.key.index,
+            });
             ops.push(op);
             inputs.push(
                 t.inputs
@@ -285,66 +311,172 @@ enum WireSlot {
 }
 
 fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
-    let mut row: Vec<u32> = Vec::new();
-    Csr::from_rows((0..n).map(|t| {
-        row.clear();
+    // last_reader[d] == t + 1 once task t has listed d: distinct inputs in
+    // one pass, however many times a task reads the same input.
+    let mut last_reader = vec![0u32; n];
+    let mut offsets = Vec::with_capacity(n + 1);
+    offsets.push(0u32);
+    let mut items = Vec::with_capacity(slots.len());
+    for t in 0..n {
         for s in &slots[slot_offsets[t] as usize..slot_offsets[t + 1] as usize] {
             if let Slot::Task(d) = s
-                && !row.contains(d)
+                && last_reader[*d as usize] != t as u32 + 1
             {
-                row.push(*d);
+                last_reader[*d as usize] = t as u32 + 1;
+                items.push(*d);
             }
         }
-        row.clone()
-    }))
+        offsets.push(items.len() as u32);
+    }
+    Csr::from_offsets(offsets, items)
+}
+
+/// The layers of a graph, found by key name, each with a table from a
+/// task's position in its layer to its plan id (made on first use).
+struct LayerTables {
+    layers: Vec<Arc<Layer>>,
+    by_name: HashMap<Name, usize>,
+    /// Names are shared `Arc<str>`s: most lookups hit this table by address
+    /// and never hash the string.
+    by_addr: HashMap<usize, usize, BuildHasherDefault<AddrHasher>>,
+    ids: Vec<Vec<u32>>,
+}
+
+const UNSEEN: u32 = u32::MAX;
+
+impl LayerTables {
+    fn new(graph: &Graph) -> Result<Self> {
+        let layers: Vec<Arc<Layer>> = graph.layers_by_name()?.into_values().collect();
+        let by_name = layers.iter().enumerate().map(|(i, l)| (l.name().clone(), i)).collect();
+        let ids = vec![Vec::new(); layers.len()];
+        Ok(LayerTables {
+            layers,
+            by_name,
+            by_addr: HashMap::default(),
+            ids,
+        })
+    }
+
+    fn layer_of(&mut self, name: &Name) -> Option<usize> {
+        let addr = name.addr();
+        if let Some(&l) = self.by_addr.get(&addr) {
+            return Some(l);
+        }
+        let l = *self.by_name.get(name)?;
+        self.by_addr.insert(addr, l);
+        Some(l)
+    }
+
+    /// The id slot of `index` in layer `l`, or the layer's own error when
+    /// the index is not one of its keys.
+    fn slot(&mut self, l: usize, index: &[u32]) -> Result<&mut u32> {
+        let layer = &self.layers[l];
+        let Some(pos) = layer.position(index) else {
+            return Err(layer.task(index).err().unwrap_or_else(|| {
+                Error::graph(format!(
+                    "key {} is not in layer {}",
+                    Key::new(layer.name().clone(), index),
+                    layer.name()
+                ))
+            }));
+        };
+        let table = &mut self.ids[l];
+        if table.is_empty() {
+            *table = vec![UNSEEN; layer.len()];
+        }
+        Ok(&mut table[pos])
+    }
+}
+
+/// A hasher for addresses: they are already well spread.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
 }
 
 /// Cull and expand: every task the outputs need, and nothing else.
 fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
-    let layers = graph.layers_by_name()?;
-    let mut ids: HashMap<Key, u32> = HashMap::new();
+    let mut tables = LayerTables::new(graph)?;
     let mut keys: Vec<Key> = Vec::new();
     let mut tasks = Vec::new();
-    let mut stack: Vec<(Key, Option<u32>)> = outputs.iter().rev().map(|k| (k.clone(), None)).collect();
+    let mut stack: Vec<(Key, u32)> = outputs.iter().rev().map(|k| (k.clone(), UNSEEN)).collect();
     while let Some((key, needed_by)) = stack.pop() {
-        if ids.contains_key(&key) {
+        let Some(l) = tables.layer_of(&key.name) else {
+            let who = if needed_by == UNSEEN {
+                format!("output key {key} was requested")
+            } else {
+                format!("task {} reads key {key}", keys[needed_by as usize])
+            };
+            return Err(Error::graph(format!(
+                "{who}, but no layer of the graph is named {}",
+                key.name
+            )));
+        };
+        let slot = tables.slot(l, &key.index)?;
+        if *slot != UNSEEN {
             continue;
         }
-        let layer = layers.get(&key.name).ok_or_else(|| {
-            let who = match needed_by {
-                Some(t) => format!("task {} reads key {key}", keys[t as usize]),
-                None => format!("output key {key} was requested"),
-            };
-            Error::graph(format!("{who}, but no layer of the graph is named {}", key.name))
-        })?;
-        let task = layer.task(&key.index)?;
         let id = keys.len() as u32;
-        ids.insert(key.clone(), id);
+        *slot = id;
+        let task = tables.layers[l].task(&key.index)?;
         keys.push(key);
-        for dep in task.dependencies().collect::<Vec<_>>().into_iter().rev() {
-            if !ids.contains_key(dep) {
-                stack.push((dep.clone(), Some(id)));
+        for input in task.inputs.iter().rev() {
+            if let Input::Key(dep) = input {
+                // Skip what is already planned; a missing layer or key is
+                // reported when popped, naming this task.
+                let planned = match tables.layer_of(&dep.name) {
+                    Some(dl) => matches!(tables.slot(dl, &dep.index), Ok(s) if *s != UNSEEN),
+                    None => false,
+                };
+                if !planned {
+                    stack.push((dep.clone(), id));
+                }
             }
         }
         tasks.push(task);
     }
     let n = keys.len();
     let mut ops = Vec::with_capacity(n);
-    let mut inputs = Vec::with_capacity(n);
+    let mut slot_offsets = Vec::with_capacity(n + 1);
+    slot_offsets.push(0u32);
+    let mut slots = Vec::with_capacity(n);
     for task in tasks {
         ops.push(task.op);
-        inputs.push(
-            task.inputs
-                .into_iter()
-                .map(|i| match i {
-                    Input::Literal(v) => Slot::Literal(v),
-                    Input::Key(k) => Slot::Task(ids[&k]),
-                })
-                .collect::<Vec<_>>(),
-        );
+        for input in task.inputs {
+            slots.push(match input {
+                Input::Literal(v) => Slot::Literal(v),
+                Input::Key(k) => {
+                    let l = tables
+                        .layer_of(&k.name)
+                        .ok_or_else(|| Error::graph(format!("key {k} was not planned")))?;
+                    Slot::Task(*tables.slot(l, &k.index)?)
+                }
+            });
+        }
+        slot_offsets.push(slots.len() as u32);
     }
-    let outputs = outputs.iter().map(|k| ids[k]).collect();
-    Plan::from_parts(keys, ops, inputs, outputs)
+    let mut output_ids = Vec::with_capacity(outputs.len());
+    for k in outputs {
+        let l = tables
+            .layer_of(&k.name)
+            .ok_or_else(|| Error::graph(format!("output key {k} was not planned")))?;
+        output_ids.push(*tables.slot(l, &k.index)?);
+    }
+    let plan = Plan::assemble(keys, ops, slot_offsets, slots, output_ids)?;
+    plan.check_acyclic()?;
+    Ok(plan)
 }
 
 /// Fuses linear chains: a task with one dependent, which reads no other task,
@@ -365,8 +497,16 @@ fn fuse(plan: Plan) -> Plan {
         let dependents = plan.dependents.row(t);
         if dependents.len() == 1 && !is_output[t as usize] {
             let d = dependents[0];
-            let reads = plan.slots(d).iter().filter(|s| matches!(s, Slot::Task(x) if *x == t)).count();
-            if plan.dependencies.row(d).len() == 1 && reads == 1 {
+            // Only a dependent reading nothing else can absorb t; count its
+            // reads only then (a wide final task would make this quadratic).
+            if plan.dependencies.row(d).len() == 1
+                && plan
+                    .slots(d)
+                    .iter()
+                    .filter(|s| matches!(s, Slot::Task(x) if *x == t))
+                    .count()
+                    == 1
+            {
                 absorbed[t as usize] = true;
                 any = true;
             }
@@ -433,7 +573,18 @@ fn fuse(plan: Plan) -> Plan {
         }
     }
     let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
-    Plan::from_parts(keys, ops, inputs, outputs).expect("fusing a valid plan keeps it valid")
+    let mut slot_offsets = Vec::with_capacity(inputs.len() + 1);
+    slot_offsets.push(0u32);
+    let mut slots = Vec::new();
+    for row in inputs {
+        slots.extend(row);
+        slot_offsets.push(slots.len() as u32);
+    }
+    // Fusing an acyclic plan keeps it acyclic and every slot valid.
+    match Plan::assemble(keys, ops, slot_offsets, slots, outputs) {
+        Ok(fused) => fused,
+        Err(_) => plan,
+    }
 }
 
 /// An input of one step of a fused chain.
@@ -557,11 +708,19 @@ mod tests {
     }
 
     fn chain_graph(len: usize) -> (Graph, Key) {
-        let mut layer = Layer::single(Name::new("c-0"), vec![], Task::new(identity(), vec![Input::Literal(Arc::new(0i64))]));
+        let mut layer = Layer::single(
+            Name::new("c-0"),
+            vec![],
+            Task::new(identity(), vec![Input::Literal(Arc::new(0i64))]),
+        );
         for i in 1..len {
             let prev = Key::single(layer.name().clone());
             let op: Arc<dyn Op> = Arc::new(FnOp::new(inc, vec![None]));
-            layer = Layer::single(Name::new(&format!("c-{i}")), vec![layer], Task::new(op, vec![Input::Key(prev)]));
+            layer = Layer::single(
+                Name::new(&format!("c-{i}")),
+                vec![layer],
+                Task::new(op, vec![Input::Key(prev)]),
+            );
         }
         let key = Key::single(layer.name().clone());
         (Graph::from_layer(layer), key)
@@ -571,7 +730,12 @@ mod tests {
     fn cull_keeps_only_what_outputs_need() {
         let name = Name::new("xs");
         let tasks = (0..10u32)
-            .map(|i| (Key::new(name.clone(), &[i]), Task::new(identity(), vec![Input::Literal(Arc::new(i64::from(i)))])))
+            .map(|i| {
+                (
+                    Key::new(name.clone(), &[i]),
+                    Task::new(identity(), vec![Input::Literal(Arc::new(i64::from(i)))]),
+                )
+            })
             .collect();
         let layer = Layer::new(name.clone(), vec![], LayerBody::Tasks(tasks));
         let g = Graph::from_layer(layer);
@@ -592,10 +756,18 @@ mod tests {
     #[test]
     fn missing_key_names_the_reader() {
         let op: Arc<dyn Op> = Arc::new(FnOp::new(inc, vec![None]));
-        let layer = Layer::single(Name::new("b"), vec![], Task::new(op, vec![Input::Key(Key::single(Name::new("ghost")))]));
-        let err = Plan::build(&Graph::from_layer(layer), &[Key::single(Name::new("b"))], &PlanOptions::default())
-            .err()
-            .unwrap();
+        let layer = Layer::single(
+            Name::new("b"),
+            vec![],
+            Task::new(op, vec![Input::Key(Key::single(Name::new("ghost")))]),
+        );
+        let err = Plan::build(
+            &Graph::from_layer(layer),
+            &[Key::single(Name::new("b"))],
+            &PlanOptions::default(),
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("\"b\" reads key \"ghost\""), "{err}");
     }
 

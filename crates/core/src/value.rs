@@ -82,7 +82,11 @@ pub trait Decode: Sized {
     fn from_parts(parts: &[Value]) -> Result<Self> {
         Err(Error::new(
             ErrorKind::TypeMismatch,
-            format!("{} cannot be built from a list of {} values", std::any::type_name::<Self>(), parts.len()),
+            format!(
+                "{} cannot be built from a list of {} values",
+                std::any::type_name::<Self>(),
+                parts.len()
+            ),
         ))
     }
 }
@@ -259,8 +263,13 @@ pub fn postcard_encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> R
 
 /// Decodes with postcard, naming the target type in the error.
 pub fn postcard_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Error::codec(format!("cannot decode {} from {} bytes: {e}", std::any::type_name::<T>(), bytes.len())))
+    postcard::from_bytes(bytes).map_err(|e| {
+        Error::codec(format!(
+            "cannot decode {} from {} bytes: {e}",
+            std::any::type_name::<T>(),
+            bytes.len()
+        ))
+    })
 }
 
 /// `"alloc::string::String"` → `"String"`, for messages.
@@ -309,7 +318,11 @@ impl<T: Data + Decode + Clone> FromValue for T {
 fn type_mismatch<T>(found: &str) -> Error {
     Error::new(
         ErrorKind::TypeMismatch,
-        format!("expected a value of type {}, found {}", std::any::type_name::<T>(), found),
+        format!(
+            "expected a value of type {}, found {}",
+            std::any::type_name::<T>(),
+            found
+        ),
     )
 }
 
@@ -369,7 +382,23 @@ macro_rules! impl_plain_data {
     )+};
 }
 
-impl_plain_data!(bool, u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64, char, ());
+impl_plain_data!(
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    f32,
+    f64,
+    char,
+    ()
+);
 
 impl Data for String {
     fn size_bytes(&self) -> usize {
@@ -395,7 +424,9 @@ fn heap_of<T: Data>(v: &T) -> usize {
 // list of any `Data` (not only serde types) can cross a process boundary.
 impl<T: Data> Data for Vec<T> {
     fn size_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.capacity() * std::mem::size_of::<T>() + self.iter().map(heap_of).sum::<usize>()
+        std::mem::size_of::<Self>()
+            + self.capacity() * std::mem::size_of::<T>()
+            + self.iter().map(heap_of).sum::<usize>()
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
         write_varint(out, self.len() as u64);
@@ -451,7 +482,9 @@ pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
 pub fn read_varint(bytes: &mut &[u8]) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first().ok_or_else(|| Error::codec("a length is cut short"))?;
+        let (&b, rest) = bytes
+            .split_first()
+            .ok_or_else(|| Error::codec("a length is cut short"))?;
         *bytes = rest;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
@@ -461,7 +494,17 @@ pub fn read_varint(bytes: &mut &[u8]) -> Result<u64> {
     Err(Error::codec("a length is longer than 64 bits"))
 }
 
-register_codec!(Vec<f64>, Vec<f32>, Vec<i64>, Vec<i32>, Vec<u64>, Vec<u32>, Vec<u8>, Vec<bool>, Vec<String>);
+register_codec!(
+    Vec<f64>,
+    Vec<f32>,
+    Vec<i64>,
+    Vec<i32>,
+    Vec<u64>,
+    Vec<u32>,
+    Vec<u8>,
+    Vec<bool>,
+    Vec<String>
+);
 
 impl<T: Data + Serialize + DeserializeOwned> Data for Option<T> {
     fn size_bytes(&self) -> usize {
@@ -517,7 +560,10 @@ where
 {
     fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.iter().map(|(k, v)| k.size_bytes() + v.size_bytes() + 16).sum::<usize>()
+            + self
+                .iter()
+                .map(|(k, v)| k.size_bytes() + v.size_bytes() + 16)
+                .sum::<usize>()
     }
     fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
         postcard_encode(self, out)
@@ -540,7 +586,10 @@ mod tests {
         let back = decode_value(&enc.codec, &enc.bytes).unwrap();
         assert_eq!(T::from_value(&back).unwrap(), v);
         // lazy path, always through the typed consumer
-        let lazy: Value = Arc::new(Encoded { codec: enc.codec.clone(), bytes: enc.bytes.clone() });
+        let lazy: Value = Arc::new(Encoded {
+            codec: enc.codec.clone(),
+            bytes: enc.bytes.clone(),
+        });
         assert_eq!(T::from_value(&lazy).unwrap(), v);
     }
 

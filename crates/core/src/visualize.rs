@@ -197,10 +197,7 @@ pub fn to_dot(plan: &Plan, options: &DotOptions) -> String {
         push_quoted(&mut out, &key.to_string());
         if colored {
             let (fill, font) = order_colors(priorities[id as usize], n);
-            let _ = write!(
-                out,
-                ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\""
-            );
+            let _ = write!(out, ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\"");
         }
         out.push_str("];\n");
         if options.nodes == NodeStyle::TasksAndData {
@@ -212,10 +209,7 @@ pub fn to_dot(plan: &Plan, options: &DotOptions) -> String {
             push_quoted(&mut out, &key.to_string());
             if colored {
                 let (fill, font) = order_colors(priorities[id as usize], n);
-                let _ = write!(
-                    out,
-                    ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\""
-                );
+                let _ = write!(out, ", style=filled, fillcolor=\"{fill}\", fontcolor=\"{font}\"");
             }
             out.push_str("];\n");
         }
@@ -317,20 +311,14 @@ impl Format {
     /// or missing extension is an [`ErrorKind::InvalidArgument`] error that
     /// lists the supported ones.
     pub fn from_path(path: &Path) -> Result<Format> {
-        let extension = path
-            .extension()
-            .and_then(OsStr::to_str)
-            .map(str::to_ascii_lowercase);
+        let extension = path.extension().and_then(OsStr::to_str).map(str::to_ascii_lowercase);
         match extension.as_deref() {
             Some("dot" | "gv") => Ok(Format::Dot),
             Some("svg") => Ok(Format::Svg),
             Some("png") => Ok(Format::Png),
             Some("pdf") => Ok(Format::Pdf),
             _ => {
-                let supported: Vec<String> = SUPPORTED_EXTENSIONS
-                    .iter()
-                    .map(|e| format!(".{e}"))
-                    .collect();
+                let supported: Vec<String> = SUPPORTED_EXTENSIONS.iter().map(|e| format!(".{e}")).collect();
                 let found = match path.extension() {
                     Some(e) => format!("has the extension `.{}`", e.to_string_lossy()),
                     None => "has no extension".to_string(),
@@ -423,14 +411,12 @@ impl Graphviz {
                 std::io::ErrorKind::NotFound => {
                     graphviz_missing(&format!("which is not at {}", self.program.display()))
                 }
-                _ => Error::new(
-                    ErrorKind::Io,
-                    format!("could not start Graphviz (`{command}`): {err}"),
-                ),
+                _ => Error::new(ErrorKind::Io, format!("could not start Graphviz (`{command}`): {err}")),
             })?;
-        let mut stdin = child.stdin.take().ok_or_else(|| {
-            Error::new(ErrorKind::Io, format!("`{command}` has no standard input"))
-        })?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Io, format!("`{command}` has no standard input")))?;
         // Feed the text from another thread: Graphviz may write warnings to
         // a full stderr pipe before it has read all its input.
         let (output, fed) = std::thread::scope(|scope| {
@@ -438,9 +424,7 @@ impl Graphviz {
             let output = child.wait_with_output();
             (output, feeder.join())
         });
-        let output = output.map_err(|err| {
-            Error::new(ErrorKind::Io, format!("while running `{command}`: {err}"))
-        })?;
+        let output = output.map_err(|err| Error::new(ErrorKind::Io, format!("while running `{command}`: {err}")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(Error::new(
@@ -518,8 +502,7 @@ fn write_format(dot: &str, path: &Path, format: Format, graphviz: Option<&Graphv
             .map_err(|e| e.context(format!("while writing {}", path.display())))?,
         _ => dot.as_bytes().to_vec(),
     };
-    std::fs::write(path, bytes)
-        .map_err(|err| Error::from(err).context(format!("while writing {}", path.display())))
+    std::fs::write(path, bytes).map_err(|err| Error::from(err).context(format!("while writing {}", path.display())))
 }
 
 /// The error for a missing `dot`; `absent` says where it was looked for.
@@ -587,11 +570,7 @@ fn push_quoted(out: &mut String, text: &str) {
 
 /// The number of characters in the longest line of `label`.
 fn widest_line(label: &str) -> usize {
-    label
-        .lines()
-        .map(|line| line.chars().count())
-        .max()
-        .unwrap_or(0)
+    label.lines().map(|line| line.chars().count()).max().unwrap_or(0)
 }
 
 /// Appends a key's index as `(3)` or `(2, 0)`.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use blockwise_core::delayed::delayed;
 use blockwise_core::visualize::{
-    self, Color, DotOptions, Format, Graphviz, NodeStyle, RankDir, SUPPORTED_EXTENSIONS,
-    graph_to_dot, layers_to_dot, to_dot,
+    self, Color, DotOptions, Format, Graphviz, NodeStyle, RankDir, SUPPORTED_EXTENSIONS, graph_to_dot, layers_to_dot,
+    to_dot,
 };
 use blockwise_core::{
-    BlockArg, Blockwise, ErrorKind, FnOp, Graph, IndexMap, Input, Key, Layer, LayerBody, Name, Op,
-    Plan, PlanOptions, Result, Slot, Task, Value,
+    BlockArg, Blockwise, ErrorKind, FnOp, Graph, IndexMap, Input, Key, Layer, LayerBody, Name, Op, Plan, PlanOptions,
+    Result, Slot, Task, Value,
 };
 
 fn inc(x: i64) -> i64 {
@@ -69,18 +69,9 @@ fn fan_in_graph() -> (Graph, Key) {
         }),
     );
     let total_op: Arc<dyn Op> = Arc::new(FnOp::new(total, vec![Some(4)]));
-    let inputs = (0..4u32)
-        .map(|i| Input::Key(Key::new(Name::new(INC), &[i])))
-        .collect();
-    let total_layer = Layer::single(
-        Name::new(TOTAL),
-        vec![inc_layer],
-        Task::new(total_op, inputs),
-    );
-    (
-        Graph::from_layer(total_layer),
-        Key::single(Name::new(TOTAL)),
-    )
+    let inputs = (0..4u32).map(|i| Input::Key(Key::new(Name::new(INC), &[i]))).collect();
+    let total_layer = Layer::single(Name::new(TOTAL), vec![inc_layer], Task::new(total_op, inputs));
+    (Graph::from_layer(total_layer), Key::single(Name::new(TOTAL)))
 }
 
 fn unfused(graph: &Graph, outputs: &[Key]) -> Plan {
@@ -110,8 +101,7 @@ fn parse_dot(dot: &str) -> (Vec<DotNode>, BTreeSet<(String, String)>) {
             }
             nodes.push(DotNode {
                 id: id.to_string(),
-                label: quoted_attribute(attrs, "label")
-                    .unwrap_or_else(|| panic!("node without a label: {line}")),
+                label: quoted_attribute(attrs, "label").unwrap_or_else(|| panic!("node without a label: {line}")),
                 line: line.to_string(),
             });
         }
@@ -142,9 +132,7 @@ fn graphviz() -> Option<Graphviz> {
     match Graphviz::find() {
         Ok(graphviz) => Some(graphviz),
         Err(_) if std::env::var_os("BLOCKWISE_SKIP_GRAPHVIZ").is_some() => {
-            eprintln!(
-                "Graphviz is not installed; BLOCKWISE_SKIP_GRAPHVIZ is set, so this test is skipped"
-            );
+            eprintln!("Graphviz is not installed; BLOCKWISE_SKIP_GRAPHVIZ is set, so this test is skipped");
             None
         }
         Err(err) => {
@@ -155,8 +143,7 @@ fn graphviz() -> Option<Graphviz> {
 
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("blockwise-visualize-{}-{test}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("blockwise-visualize-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -166,10 +153,7 @@ fn scratch(test: &str) -> PathBuf {
 /// closed in order, every `&` starts an entity. Returns the text of every
 /// `<text>` element, entities decoded.
 fn svg_texts(svg: &str) -> Vec<String> {
-    assert!(
-        svg.trim_start().starts_with("<?xml"),
-        "no XML declaration: {svg}"
-    );
+    assert!(svg.trim_start().starts_with("<?xml"), "no XML declaration: {svg}");
     let mut stack: Vec<&str> = Vec::new();
     let mut roots = 0;
     let mut texts = Vec::new();
@@ -193,11 +177,7 @@ fn svg_texts(svg: &str) -> Vec<String> {
         };
         if let Some(tag) = tag {
             if let Some(closing) = tag.strip_prefix('/') {
-                assert_eq!(
-                    stack.pop(),
-                    Some(closing.trim()),
-                    "mismatched closing tag </{closing}>"
-                );
+                assert_eq!(stack.pop(), Some(closing.trim()), "mismatched closing tag </{closing}>");
             } else {
                 let name = tag.split_whitespace().next().expect("empty tag");
                 if stack.is_empty() {
@@ -222,10 +202,7 @@ fn decode_entities(text: &str) -> String {
     let mut rest = text;
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
-        let semi = rest[amp..]
-            .find(';')
-            .unwrap_or_else(|| panic!("bare `&` in {text:?}"))
-            + amp;
+        let semi = rest[amp..].find(';').unwrap_or_else(|| panic!("bare `&` in {text:?}")) + amp;
         let entity = &rest[amp + 1..semi];
         out.push(match entity {
             "amp" => '&',
@@ -291,10 +268,7 @@ fn dot_has_one_node_per_task_and_an_edge_per_dependency() {
             other => panic!("unexpected layer {other}"),
         };
         assert_eq!(node.label, expected);
-        assert_eq!(
-            quoted_attribute(&node.line, "tooltip").unwrap(),
-            key.to_string()
-        );
+        assert_eq!(quoted_attribute(&node.line, "tooltip").unwrap(), key.to_string());
         // Short labels keep Dask's circles; a long one would make a huge circle.
         assert_eq!(
             node.line.contains("shape=ellipse"),
@@ -351,25 +325,14 @@ fn labels_escape_quotes_backslashes_newlines_and_closure_braces() {
     let (nodes, edges) = parse_dot(&dot);
     assert_eq!(nodes.len(), 2);
     assert_eq!(edges.len(), 1);
-    assert_eq!(
-        nodes[0].label,
-        "say \"hi\" \\N {a|b} <i>\nnext line\nlast\\u{7}"
-    );
+    assert_eq!(nodes[0].label, "say \"hi\" \\N {a|b} <i>\nnext line\nlast\\u{7}");
 
     // Graphviz reads it, and draws the text as written.
     let Some(graphviz) = graphviz() else { return };
     let svg = String::from_utf8(graphviz.render(&dot, Format::Svg).unwrap()).unwrap();
     let texts = svg_texts(&svg);
-    for expected in [
-        "{{closure}}",
-        "say \"hi\" \\N {a|b} <i>",
-        "next line",
-        "last\\u{7}",
-    ] {
-        assert!(
-            texts.iter().any(|t| t == expected),
-            "{expected:?} not among {texts:?}"
-        );
+    for expected in ["{{closure}}", "say \"hi\" \\N {a|b} <i>", "next line", "last\\u{7}"] {
+        assert!(texts.iter().any(|t| t == expected), "{expected:?} not among {texts:?}");
     }
 }
 
@@ -412,11 +375,7 @@ fn rankdir_and_node_styles() {
     // Token numbers follow first appearance; the plan lists the output first.
     let expected_other: BTreeSet<String> = expected
         .iter()
-        .map(|l| {
-            l.replace("#0", "#x")
-                .replace("#1", "#0")
-                .replace("#x", "#1")
-        })
+        .map(|l| l.replace("#0", "#x").replace("#1", "#0").replace("#x", "#1"))
         .collect();
     assert!(labels == expected || labels == expected_other, "{labels:?}");
     assert!(!keys.contains("label=\"inc ("), "ops are left out: {keys}");
@@ -452,10 +411,7 @@ fn rankdir_and_node_styles() {
         .filter(|n| n.id.starts_with('t'))
         .map(|n| n.label.as_str())
         .collect();
-    assert_eq!(
-        task_labels,
-        BTreeSet::from(["blockwise.identity", "inc", "total"])
-    );
+    assert_eq!(task_labels, BTreeSet::from(["blockwise.identity", "inc", "total"]));
 }
 
 #[test]
@@ -475,11 +431,7 @@ fn order_colouring_runs_from_red_to_blue_and_shows_the_rank() {
     for node in &nodes {
         let id: u32 = node.id[1..].parse().unwrap();
         let rank = plan.priorities()[id as usize];
-        assert!(
-            node.label.ends_with(&format!("\n#{rank}")),
-            "{}",
-            node.label
-        );
+        assert!(node.label.ends_with(&format!("\n#{rank}")), "{}", node.label);
         assert!(node.line.contains("style=filled"), "{}", node.line);
         let fill = quoted_attribute(&node.line, "fillcolor").unwrap();
         assert!(fill.len() == 7 && fill.starts_with('#'), "{fill}");
@@ -520,12 +472,7 @@ fn graph_to_dot_draws_the_graph_unfused() {
     assert_eq!((nodes.len(), edges.len()), (1, 0));
     assert_eq!(nodes[0].label, "inc+inc+inc+inc");
 
-    let err = graph_to_dot(
-        &graph,
-        &[Key::single(Name::new("ghost"))],
-        &DotOptions::default(),
-    )
-    .unwrap_err();
+    let err = graph_to_dot(&graph, &[Key::single(Name::new("ghost"))], &DotOptions::default()).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::InvalidGraph);
 }
 
@@ -544,11 +491,7 @@ fn layers_to_dot_draws_one_box_per_layer_with_its_task_count() {
     let labels: Vec<&str> = nodes.iter().map(|n| n.label.as_str()).collect();
     assert_eq!(
         labels,
-        [
-            "xs\n4 tasks",
-            "inc-#0\n4 tasks\nblockwise 4",
-            "total-#1\n1 task"
-        ]
+        ["xs\n4 tasks", "inc-#0\n4 tasks\nblockwise 4", "total-#1\n1 task"]
     );
     assert_eq!(quoted_attribute(&nodes[1].line, "tooltip").unwrap(), INC);
     assert_eq!(
@@ -616,11 +559,7 @@ fn svg_from_graphviz_is_valid_and_shows_every_task() {
     let svg = std::fs::read_to_string(&path).unwrap();
     let texts = svg_texts(&svg);
     assert!(svg.contains("<svg"), "{svg}");
-    assert_eq!(
-        svg.matches("class=\"node\"").count(),
-        9,
-        "one drawn node per task"
-    );
+    assert_eq!(svg.matches("class=\"node\"").count(), 9, "one drawn node per task");
     assert_eq!(
         svg.matches("class=\"edge\"").count(),
         8,
@@ -634,10 +573,7 @@ fn svg_from_graphviz_is_valid_and_shows_every_task() {
             _ => "total".to_string(),
         };
         assert!(texts.contains(&label), "{label:?} not among {texts:?}");
-        assert!(
-            svg.contains(&format!("<title>t{id}</title>")),
-            "node t{id} missing"
-        );
+        assert!(svg.contains(&format!("<title>t{id}</title>")), "node t{id} missing");
     }
     // Circles, as Dask draws tasks.
     assert_eq!(svg.matches("<ellipse").count(), 9);
@@ -669,10 +605,7 @@ fn png_and_pdf_are_rendered_by_graphviz() {
     assert!(std::fs::read(&colored).unwrap().starts_with(b"\x89PNG"));
     let pdf = dir.join("delayed.pdf");
     visualize::visualize(&d, &pdf, &DotOptions::default()).unwrap();
-    assert!(
-        std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"),
-        "not a PDF"
-    );
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"), "not a PDF");
     if std::env::var_os("BLOCKWISE_KEEP_PICTURES").is_none() {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -686,14 +619,8 @@ fn graphviz_failure_carries_its_stderr_and_writes_nothing() {
     let err = visualize::write_with("digraph { a -> }", &path, &graphviz).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Io);
     let message = err.to_string();
-    assert!(
-        message.contains("syntax error"),
-        "Graphviz's own words: {message}"
-    );
-    assert!(
-        message.contains("-Tsvg") && message.contains("broken.svg"),
-        "{message}"
-    );
+    assert!(message.contains("syntax error"), "Graphviz's own words: {message}");
+    assert!(message.contains("-Tsvg") && message.contains("broken.svg"), "{message}");
     assert!(!path.exists());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -701,10 +628,7 @@ fn graphviz_failure_carries_its_stderr_and_writes_nothing() {
 fn assert_names_the_fix(message: &str) {
     assert!(message.contains("Graphviz"), "{message}");
     assert!(message.contains("apt-get install graphviz"), "{message}");
-    assert!(
-        message.contains(".dot"),
-        "says .dot works without it: {message}"
-    );
+    assert!(message.contains(".dot"), "says .dot works without it: {message}");
 }
 
 #[test]
@@ -719,15 +643,9 @@ fn missing_graphviz_is_a_clear_error() {
     let err = gone.render("digraph {}", Format::Svg).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Io);
     assert_names_the_fix(&err.to_string());
-    assert!(
-        err.to_string()
-            .contains(&empty.join("dot").display().to_string())
-    );
+    assert!(err.to_string().contains(&empty.join("dot").display().to_string()));
     // Not needed for DOT text.
-    assert_eq!(
-        gone.render("digraph {}", Format::Dot).unwrap(),
-        b"digraph {}"
-    );
+    assert_eq!(gone.render("digraph {}", Format::Dot).unwrap(), b"digraph {}");
     let _ = std::fs::remove_dir_all(empty);
 }
 
@@ -767,10 +685,7 @@ fn write_without_dot_on_the_path_is_a_clear_error() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran the test:\n{stdout}"
-    );
+    assert!(stdout.contains("1 passed"), "the child ran the test:\n{stdout}");
     assert_eq!(
         std::fs::read_to_string(dir.join("picture.dot")).unwrap(),
         "digraph { a -> b }"

@@ -115,8 +115,12 @@ impl<'a> State<'a> {
         let n = plan.len();
         let deps = plan.dependencies();
         let dependents = plan.dependents();
-        let waiting = (0..n as u32).map(|t| AtomicU32::new(deps.row(t).len() as u32)).collect();
-        let mut uses: Vec<AtomicU32> = (0..n as u32).map(|t| AtomicU32::new(dependents.row(t).len() as u32)).collect();
+        let waiting = (0..n as u32)
+            .map(|t| AtomicU32::new(deps.row(t).len() as u32))
+            .collect();
+        let mut uses: Vec<AtomicU32> = (0..n as u32)
+            .map(|t| AtomicU32::new(dependents.row(t).len() as u32))
+            .collect();
         for &o in plan.outputs() {
             *uses[o as usize].get_mut() += 1;
         }
@@ -289,8 +293,10 @@ impl WorkerLoop<'_, '_> {
             Ok(Err(e)) => return Err(task_error(plan, t, e)),
             Err(payload) => {
                 let msg = panic_message(&payload);
-                return Err(Error::new(ErrorKind::TaskFailed(plan.key(t).clone()), format!("panicked: {msg}"))
-                    .context(format!("in op {}", op.name())));
+                return Err(
+                    Error::new(ErrorKind::TaskFailed(plan.key(t).clone()), format!("panicked: {msg}"))
+                        .context(format!("in op {}", op.name())),
+                );
             }
         };
         for cb in state.callbacks {

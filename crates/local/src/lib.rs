@@ -38,7 +38,9 @@ pub struct Threads {
 impl Threads {
     /// `workers` threads (at least one).
     pub fn new(workers: usize) -> Self {
-        Threads { workers: workers.max(1) }
+        Threads {
+            workers: workers.max(1),
+        }
     }
 
     /// One thread per core, or `num-workers` from configuration.
@@ -130,7 +132,10 @@ impl Scheduler {
         }
         if let Some(n) = s.strip_prefix("threads:") {
             let n: usize = n.parse().map_err(|_| {
-                Error::new(ErrorKind::Config, format!("scheduler {s:?}: the thread count must be a whole number"))
+                Error::new(
+                    ErrorKind::Config,
+                    format!("scheduler {s:?}: the thread count must be a whole number"),
+                )
             })?;
             return Ok(Scheduler::Threads(Some(n)));
         }

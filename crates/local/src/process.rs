@@ -52,7 +52,10 @@ enum ToChild {
 fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> Result<()> {
     let bytes = postcard::to_stdvec(msg).map_err(|e| Error::codec(format!("cannot encode a message: {e}")))?;
     if bytes.len() > MAX_FRAME {
-        return Err(Error::codec(format!("message of {} bytes exceeds the {MAX_FRAME}-byte limit", bytes.len())));
+        return Err(Error::codec(format!(
+            "message of {} bytes exceeds the {MAX_FRAME}-byte limit",
+            bytes.len()
+        )));
     }
     stream.write_all(&(bytes.len() as u32).to_le_bytes())?;
     stream.write_all(&bytes)?;
@@ -73,9 +76,12 @@ fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream, peer: &str) 
         ));
     }
     let mut buf = vec![0u8; len];
-    stream
-        .read_exact(&mut buf)
-        .map_err(|e| Error::new(ErrorKind::Remote, format!("connection to {peer} closed mid-message: {e}")))?;
+    stream.read_exact(&mut buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Remote,
+            format!("connection to {peer} closed mid-message: {e}"),
+        )
+    })?;
     postcard::from_bytes(&buf).map_err(|e| Error::codec(format!("malformed message from {peer}: {e}")))
 }
 
@@ -131,7 +137,10 @@ pub fn serve(addr: &str) -> Result<()> {
         },
     )?;
     match read_frame::<ToChild>(&mut stream, addr)? {
-        ToChild::Refuse { reason } => Err(Error::new(ErrorKind::BuildMismatch, format!("refused by {addr}: {reason}"))),
+        ToChild::Refuse { reason } => Err(Error::new(
+            ErrorKind::BuildMismatch,
+            format!("refused by {addr}: {reason}"),
+        )),
         ToChild::Run { plan, threads } => {
             let reply = match run_encoded(&plan, threads as usize) {
                 Ok(values) => ToParent::Done { values },
@@ -246,7 +255,12 @@ impl ChildProcess {
         stream.set_nodelay(true).ok();
         let (build_id, pid) = match read_frame::<ToParent>(&mut stream, &who)? {
             ToParent::Hello { build_id, pid } => (build_id, pid),
-            other => return Err(Error::new(ErrorKind::Remote, format!("{who} did not introduce itself: {other:?}"))),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Remote,
+                    format!("{who} did not introduce itself: {other:?}"),
+                ));
+            }
         };
         if let Err(e) = identity::check_peer(&build_id, &format!("worker process {pid}")) {
             let _ = write_frame(&mut stream, &ToChild::Refuse { reason: e.to_string() });
@@ -260,10 +274,7 @@ impl ChildProcess {
             },
         )?;
         match read_frame::<ToParent>(&mut stream, &who)? {
-            ToParent::Done { values } => values
-                .iter()
-                .map(|(codec, bytes)| decode_value(codec, bytes))
-                .collect(),
+            ToParent::Done { values } => values.iter().map(|(codec, bytes)| decode_value(codec, bytes)).collect(),
             ToParent::Failed { message, key } => Err(match key {
                 Some(key) => Error::new(ErrorKind::TaskFailed(key), message),
                 None => Error::new(ErrorKind::Remote, message),
@@ -293,7 +304,10 @@ fn accept_from(listener: &TcpListener, child: &mut Child, timeout: Duration, who
                     ));
                 }
                 if start.elapsed() > timeout {
-                    return Err(Error::new(ErrorKind::Remote, format!("{who} did not connect within {timeout:?}")));
+                    return Err(Error::new(
+                        ErrorKind::Remote,
+                        format!("{who} did not connect within {timeout:?}"),
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }

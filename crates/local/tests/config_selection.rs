@@ -17,7 +17,9 @@ fn inc(x: i64) -> i64 {
 #[test]
 #[ignore = "run by the other tests in a child process"]
 fn probe() {
-    let _code = std::env::var("PROBE_SET_IN_CODE").ok().map(|s| config::set([("scheduler", s)]));
+    let _code = std::env::var("PROBE_SET_IN_CODE")
+        .ok()
+        .map(|s| config::set([("scheduler", s)]));
     let scheduler = Scheduler::from_config().expect("configuration resolves");
     let executor = scheduler.executor().expect("an executor");
     let workers = Threads::from_config().expect("thread count").workers();
@@ -38,7 +40,11 @@ fn run_probe(dir: &Path, env: &[(&str, &str)]) -> String {
     }
     let out = cmd.output().expect("child runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "probe failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "probe failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .find_map(|l| l.split_once("PROBE ").map(|(_, rest)| rest.trim().to_string()))
@@ -66,12 +72,18 @@ fn file_then_environment_then_code() {
     assert_eq!(run_probe(&dir, &[]), "scheduler=sync workers=3");
     // The environment over the file.
     assert_eq!(
-        run_probe(&dir, &[("BLOCKWISE_SCHEDULER", "threads"), ("BLOCKWISE_NUM_WORKERS", "5")]),
+        run_probe(
+            &dir,
+            &[("BLOCKWISE_SCHEDULER", "threads"), ("BLOCKWISE_NUM_WORKERS", "5")]
+        ),
         "scheduler=threads workers=5"
     );
     // Code over the environment.
     assert_eq!(
-        run_probe(&dir, &[("BLOCKWISE_SCHEDULER", "threads"), ("PROBE_SET_IN_CODE", "sync")]),
+        run_probe(
+            &dir,
+            &[("BLOCKWISE_SCHEDULER", "threads"), ("PROBE_SET_IN_CODE", "sync")]
+        ),
         "scheduler=sync workers=3"
     );
     // BLOCKWISE_CONFIG names the file explicitly.

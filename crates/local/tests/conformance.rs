@@ -22,7 +22,11 @@ fn total(xs: Vec<i64>) -> i64 {
 }
 
 fn fails_on_seven(x: i64) -> std::result::Result<i64, String> {
-    if x == 7 { Err(format!("seven is not allowed (got {x})")) } else { Ok(x) }
+    if x == 7 {
+        Err(format!("seven is not allowed (got {x})"))
+    } else {
+        Ok(x)
+    }
 }
 
 fn panics_on_three(x: i64) -> i64 {
@@ -220,8 +224,16 @@ macro_rules! conformance {
                 assert_eq!(live.load(Ordering::SeqCst), 0, "every value was dropped");
                 let peak = peak.load(Ordering::SeqCst);
                 // A tree of fan-in 10 and depth 4: computed in priority order,
-                // only a few partial results per level are alive at once.
-                assert!(peak <= 80, "peak of {peak} live values out of 2,222");
+                // only a few partial results per level are alive at once. One
+                // worker makes this deterministic; with several, a worker the
+                // OS pauses mid-group holds its group's siblings alive while
+                // the others go on, so the bound allows for that (still a
+                // tenth of the 2,222 values).
+                let bound = match opts().scheduler {
+                    Some(Scheduler::Threads(Some(n))) if n > 1 => 220,
+                    _ => 80,
+                };
+                assert!(peak <= bound, "peak of {peak} live values out of 2,222 (bound {bound})");
             }
         }
     )+};

@@ -13,9 +13,7 @@ use blockwise_local::diagnostics::progress::indicatif::{ProgressDrawTarget, Term
 use blockwise_local::diagnostics::{
     Profiler, ProgressBar, ProgressMode, ResourceProfiler, ResourceSample, TaskRecord, report,
 };
-use blockwise_local::{
-    Compute, ComputeOptions, Delayed, Scheduler, callbacks_for, delayed, register_callback,
-};
+use blockwise_local::{Compute, ComputeOptions, Delayed, Scheduler, callbacks_for, delayed, register_callback};
 use parking_lot::{Mutex, RwLock};
 
 /// Tests that change process-wide state (configuration, registered
@@ -46,17 +44,11 @@ fn fails_on_seven(x: i64) -> std::result::Result<i64, String> {
 /// `leaves` independent `inc` tasks summed by one `total`: `leaves + 1`
 /// tasks that no fusion can merge.
 fn fan_in(leaves: i64) -> Delayed<i64> {
-    delayed(total).call(
-        (0..leaves)
-            .map(|i| delayed(inc).call(i))
-            .collect::<Vec<_>>(),
-    )
+    delayed(total).call((0..leaves).map(|i| delayed(inc).call(i)).collect::<Vec<_>>())
 }
 
 fn threads(n: usize) -> ComputeOptions {
-    ComputeOptions::new()
-        .scheduler(Scheduler::Threads(Some(n)))
-        .fuse(false)
+    ComputeOptions::new().scheduler(Scheduler::Threads(Some(n))).fuse(false)
 }
 
 /// A terminal that keeps everything written to it.
@@ -130,14 +122,8 @@ fn wait_for(ready: impl Fn() -> bool) {
 fn progress_bar_counts_every_task_and_finishes() {
     let _shared = GLOBAL.read();
     let term = MemoryTerm::default();
-    let bar = Arc::new(
-        ProgressBar::new()
-            .minimum(Duration::ZERO)
-            .draw_target(term.target()),
-    );
-    let out = fan_in(20)
-        .compute_with(threads(4).callback(bar.clone()))
-        .unwrap();
+    let bar = Arc::new(ProgressBar::new().minimum(Duration::ZERO).draw_target(term.target()));
+    let out = fan_in(20).compute_with(threads(4).callback(bar.clone())).unwrap();
     assert_eq!(out, (1..=20).sum::<i64>());
 
     let shown = bar.last_bar().expect("a computation ran");
@@ -159,9 +145,7 @@ fn progress_bar_stays_silent_for_computations_shorter_than_minimum() {
             .minimum(Duration::from_secs(3600))
             .draw_target(term.target()),
     );
-    fan_in(10)
-        .compute_with(threads(2).callback(bar.clone()))
-        .unwrap();
+    fan_in(10).compute_with(threads(2).callback(bar.clone())).unwrap();
 
     assert_eq!(term.text(), "", "nothing may be drawn before the minimum");
     assert!(!bar.last_was_shown());
@@ -192,14 +176,8 @@ fn progress_bar_appears_while_a_long_computation_runs() {
     assert_eq!(x.compute_with(threads(2).callback(bar.clone())).unwrap(), 2);
 
     let text = term.text();
-    assert!(
-        text.contains("0/2 tasks"),
-        "the running frame is missing: {text}"
-    );
-    assert!(
-        text.contains("2/2 tasks"),
-        "the final frame is missing: {text}"
-    );
+    assert!(text.contains("0/2 tasks"), "the running frame is missing: {text}");
+    assert!(text.contains("2/2 tasks"), "the final frame is missing: {text}");
     assert!(bar.last_bar().unwrap().is_finished());
 }
 
@@ -216,10 +194,7 @@ fn progress_bar_by_prefix_has_one_bar_per_prefix() {
     let incs: Vec<_> = (0..6).map(|i| delayed(inc).call(i)).collect();
     let doubles: Vec<_> = (0..4).map(|i| delayed(double).call(i)).collect();
     let s = delayed(total).call(incs.into_iter().chain(doubles).collect::<Vec<_>>());
-    assert_eq!(
-        s.compute_with(threads(3).callback(bar.clone())).unwrap(),
-        21 + 12
-    );
+    assert_eq!(s.compute_with(threads(3).callback(bar.clone())).unwrap(), 21 + 12);
 
     let mut groups: Vec<(String, u64, Option<u64>, bool)> = bar
         .last_prefix_bars()
@@ -246,19 +221,11 @@ fn progress_bar_by_prefix_has_one_bar_per_prefix() {
 fn progress_bar_of_a_failed_computation_is_abandoned() {
     let _shared = GLOBAL.read();
     let term = MemoryTerm::default();
-    let bar = Arc::new(
-        ProgressBar::new()
-            .minimum(Duration::ZERO)
-            .draw_target(term.target()),
-    );
+    let bar = Arc::new(ProgressBar::new().minimum(Duration::ZERO).draw_target(term.target()));
     let parts: Vec<_> = (0..10).map(|i| delayed(fails_on_seven).call(i)).collect();
     let err = delayed(total)
         .call(parts)
-        .compute_with(
-            ComputeOptions::new()
-                .scheduler(Scheduler::Sync)
-                .callback(bar.clone()),
-        )
+        .compute_with(ComputeOptions::new().scheduler(Scheduler::Sync).callback(bar.clone()))
         .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::TaskFailed(_)), "{err}");
 
@@ -334,10 +301,7 @@ fn progress_config_decides_the_automatic_bar() {
         // `auto` draws only on a terminal: in CI (stderr piped) there is none.
         let _c = config::set([("progress", "auto")]);
         let on_terminal = ProgressMode::Auto.enabled();
-        assert_eq!(
-            callbacks_for(&none).unwrap().len(),
-            usize::from(on_terminal)
-        );
+        assert_eq!(callbacks_for(&none).unwrap().len(), usize::from(on_terminal));
     }
     {
         let _c = config::set([("progress", "sometimes")]);
@@ -357,8 +321,7 @@ fn profiler_records_every_task_with_its_key_and_thread() {
     let doubles: Vec<_> = incs.iter().map(|x| delayed(double).call(x)).collect();
     let s = delayed(total).call(doubles);
     assert_eq!(
-        s.compute_with(threads(4).callback(profiler.clone()))
-            .unwrap(),
+        s.compute_with(threads(4).callback(profiler.clone())).unwrap(),
         2 * (1..=12).sum::<i64>()
     );
 
@@ -390,10 +353,7 @@ fn profiler_records_every_task_with_its_key_and_thread() {
     assert_eq!(summary.len(), 3);
     assert_eq!(summary.iter().map(|s| s.tasks).sum::<usize>(), 25);
     for s in &summary {
-        assert!(
-            s.total >= s.max && s.max >= s.mean && s.mean >= 0.0,
-            "{s:?}"
-        );
+        assert!(s.total >= s.max && s.max >= s.mean && s.mean >= 0.0, "{s:?}");
     }
 }
 
@@ -415,13 +375,9 @@ fn profiler_leaves_out_tasks_that_never_finished() {
 fn profiler_accumulates_until_cleared() {
     let _shared = GLOBAL.read();
     let profiler = Arc::new(Profiler::new());
-    fan_in(3)
-        .compute_with(threads(2).callback(profiler.clone()))
-        .unwrap();
+    fan_in(3).compute_with(threads(2).callback(profiler.clone())).unwrap();
     let first_end = profiler.results().iter().map(|r| r.end).fold(0.0, f64::max);
-    fan_in(5)
-        .compute_with(threads(2).callback(profiler.clone()))
-        .unwrap();
+    fan_in(5).compute_with(threads(2).callback(profiler.clone())).unwrap();
     let records = profiler.results();
     assert_eq!(records.len(), 4 + 6);
     // One origin: the second computation comes after the first on the axis.
@@ -451,25 +407,15 @@ fn resource_profiler_sees_a_large_allocation() {
     };
     let x = delayed(allocate).call(1);
     let pages = (BYTES / 4096) as i64;
-    assert_eq!(
-        x.compute_with(threads(2).callback(resources.clone()))
-            .unwrap(),
-        pages
-    );
+    assert_eq!(x.compute_with(threads(2).callback(resources.clone())).unwrap(), pages);
 
     let samples: Vec<ResourceSample> = resources.results();
     assert!(samples.len() >= 3, "{samples:?}");
     assert!(samples.iter().all(|s| s.memory > 0));
-    assert!(
-        samples.iter().all(|s| s.cpu.is_finite() && s.cpu >= 0.0),
-        "{samples:?}"
-    );
+    assert!(samples.iter().all(|s| s.cpu.is_finite() && s.cpu >= 0.0), "{samples:?}");
     assert!(samples.windows(2).all(|w| w[0].time <= w[1].time));
     let peak = resources.peak_memory().unwrap();
-    assert!(
-        peak >= BYTES as u64,
-        "peak {peak} is below the {BYTES} bytes allocated"
-    );
+    assert!(peak >= BYTES as u64, "peak {peak} is below the {BYTES} bytes allocated");
 
     // Sampling stopped with the computation.
     let after = resources.len();
@@ -517,9 +463,7 @@ fn check_xml(text: &str) -> Vec<String> {
         let mut parts = t.split('&');
         parts.next();
         for p in parts {
-            let entity = &p[..p
-                .find(';')
-                .unwrap_or_else(|| panic!("unterminated entity in {t}"))];
+            let entity = &p[..p.find(';').unwrap_or_else(|| panic!("unterminated entity in {t}"))];
             let known = ["amp", "lt", "gt", "quot", "apos"].contains(&entity)
                 || (entity.starts_with('#') && entity[1..].chars().all(|c| c.is_ascii_digit()));
             assert!(known, "unknown entity &{entity}; in {t}");
@@ -531,10 +475,7 @@ fn check_xml(text: &str) -> Vec<String> {
     while let Some(open) = rest.find('<') {
         let text_part = &rest[..open];
         if stack.is_empty() {
-            assert!(
-                text_part.trim().is_empty(),
-                "text outside the root: {text_part}"
-            );
+            assert!(text_part.trim().is_empty(), "text outside the root: {text_part}");
         } else {
             check_text(text_part);
         }
@@ -547,23 +488,14 @@ fn check_xml(text: &str) -> Vec<String> {
         let tag = &rest[1..close];
         rest = &rest[close + 1..];
         if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(
-                stack.pop().as_deref(),
-                Some(name.trim()),
-                "mismatched </{name}>"
-            );
+            assert_eq!(stack.pop().as_deref(), Some(name.trim()), "mismatched </{name}>");
             continue;
         }
         let self_closing = tag.ends_with('/');
         let tag = tag.trim_end_matches('/');
         let name_end = tag.find(char::is_whitespace).unwrap_or(tag.len());
         let name = &tag[..name_end];
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
-        );
+        assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':'));
         // Attributes: name="value" pairs.
         let mut attrs = tag[name_end..].trim();
         while !attrs.is_empty() {
@@ -659,10 +591,7 @@ fn combined_html_report_holds_both_profiles() {
 
     let standalone = report::to_svg(&profiler, Some(&resources));
     check_xml(&standalone);
-    assert_eq!(
-        standalone.matches("<rect class=\"task\"").count(),
-        records.len()
-    );
+    assert_eq!(standalone.matches("<rect class=\"task\"").count(), records.len());
 }
 
 #[test]

@@ -71,9 +71,7 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             .push(parse_quote!(Self: #serde::Serialize + ::std::marker::Send + ::std::marker::Sync + 'static));
         for ty in field_types(&input) {
             if mentions_any(ty, &input.generics) {
-                data_where
-                    .predicates
-                    .push(parse_quote!(#ty: #core::value::Data));
+                data_where.predicates.push(parse_quote!(#ty: #core::value::Data));
             }
         }
         let decode_where = decode_generics.make_where_clause();
@@ -226,10 +224,7 @@ mod tests {
             }
         ))
         .unwrap_err();
-        assert!(
-            err.to_string().contains("cannot be derived for a union"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("cannot be derived for a union"), "{err}");
     }
 
     #[test]
@@ -239,10 +234,6 @@ mod tests {
             struct S;
         ))
         .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("the only option is `crate = path`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("the only option is `crate = path`"), "{err}");
     }
 }

@@ -172,9 +172,7 @@ fn check_signature(sig: &Signature) -> syn::Result<()> {
              safety contract; write a safe wrapper that checks the contract and calls it",
         ));
     }
-    if sig.generics.lifetimes().count() == sig.generics.params.len()
-        && !sig.generics.params.is_empty()
-    {
+    if sig.generics.lifetimes().count() == sig.generics.params.len() && !sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
             &sig.generics,
             "a registered task function cannot declare lifetime parameters: elide them (`&[f64]`, \
@@ -193,10 +191,7 @@ fn check_signature(sig: &Signature) -> syn::Result<()> {
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(
-            variadic,
-            "a task function cannot be variadic",
-        ));
+        errors.push(syn::Error::new_spanned(variadic, "a task function cannot be variadic"));
     }
     for arg in &sig.inputs {
         match arg {
@@ -246,20 +241,13 @@ fn find_impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
         Type::Reference(reference) => find_impl_trait(&reference.elem),
         Type::Slice(slice) => find_impl_trait(&slice.elem),
         Type::Tuple(tuple) => tuple.elems.iter().find_map(find_impl_trait),
-        Type::Path(path) => {
-            path.path
-                .segments
-                .iter()
-                .find_map(|segment| match &segment.arguments {
-                    syn::PathArguments::AngleBracketed(args) => {
-                        args.args.iter().find_map(|arg| match arg {
-                            syn::GenericArgument::Type(ty) => find_impl_trait(ty),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
-                })
-        }
+        Type::Path(path) => path.path.segments.iter().find_map(|segment| match &segment.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => find_impl_trait(ty),
+                _ => None,
+            }),
+            _ => None,
+        }),
         _ => None,
     }
 }

@@ -58,9 +58,7 @@ mod shadowing {
     #[allow(non_upper_case_globals)]
     pub(crate) const value: i64 = 7;
 
-    #[derive(
-        Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, blockwise_macros::Data,
-    )]
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, blockwise_macros::Data)]
     #[blockwise(crate = crate::shim)]
     pub(crate) struct Shadowing {
         pub(crate) value: i64,
@@ -75,9 +73,7 @@ enum Never {}
 
 mod nested {
     /// A derived type in a nested module, holding a derived type.
-    #[derive(
-        Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, blockwise_macros::Data,
-    )]
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, blockwise_macros::Data)]
     #[blockwise(crate = crate::shim)]
     pub(crate) struct Batch {
         pub(crate) readings: Vec<super::Reading>,
@@ -103,10 +99,7 @@ fn cross_process(value: Value) -> Value {
 fn struct_roundtrips_and_decodes_eagerly() {
     let original = reading("north");
     let back = cross_process(Arc::new(original.clone()));
-    assert!(
-        back.is::<Reading>(),
-        "Reading is registered, so it decodes eagerly"
-    );
+    assert!(back.is::<Reading>(), "Reading is registered, so it decodes eagerly");
     assert_eq!(back.downcast_ref::<Reading>(), Some(&original));
 }
 
@@ -119,10 +112,7 @@ fn enum_roundtrips_every_variant_and_decodes_eagerly() {
     ];
     for shape in shapes {
         let back = cross_process(Arc::new(shape.clone()));
-        assert!(
-            back.is::<Shape>(),
-            "Shape is registered, so it decodes eagerly"
-        );
+        assert!(back.is::<Shape>(), "Shape is registered, so it decodes eagerly");
         assert_eq!(back.downcast_ref::<Shape>(), Some(&shape));
     }
 }
@@ -193,10 +183,7 @@ fn generic_type_is_data_but_not_registered() {
 
     // Not registered: decoding keeps it encoded, and a typed consumer decodes it.
     let back = cross_process(Arc::new(pair.clone()));
-    assert!(
-        back.is::<Encoded>(),
-        "an open generic has no registered codec"
-    );
+    assert!(back.is::<Encoded>(), "an open generic has no registered codec");
     assert_eq!(Pair::<i64>::from_value(&back).unwrap(), pair);
 }
 
@@ -228,10 +215,7 @@ fn warmest(readings: Vec<Reading>) -> Result<Reading, String> {
 #[test]
 fn derived_types_are_task_arguments_and_results() {
     let name = registered_name_of::<fn(Vec<Reading>) -> Result<Reading, String>>();
-    assert_eq!(
-        name, None,
-        "only the fn item type is registered, not a pointer type"
-    );
+    assert_eq!(name, None, "only the fn item type is registered, not a pointer type");
 
     let op = FnOp::new(warmest, vec![Some(2)]);
     assert!(op.is_registered());

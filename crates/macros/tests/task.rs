@@ -110,9 +110,7 @@ fn registered_fn_is_rebuilt_by_name_and_called_with_values() {
     let name = name_of(&add).unwrap();
     let op = decode_op(name, &params_for(add)).unwrap();
     assert_eq!(op.name(), name);
-    let out = op
-        .call(&values(vec![Arc::new(40i64), Arc::new(2i64)]))
-        .unwrap();
+    let out = op.call(&values(vec![Arc::new(40i64), Arc::new(2i64)])).unwrap();
     assert_eq!(out.downcast_ref::<i64>(), Some(&42));
 }
 
@@ -138,18 +136,14 @@ fn rebuilt_op_has_the_same_token_as_the_original() {
 #[test]
 fn result_fn_returns_ok_value() {
     let op = decode_op(name_of(&parse_count).unwrap(), &params_for(parse_count)).unwrap();
-    let out = op
-        .call(&values(vec![Arc::new(String::from(" 17 "))]))
-        .unwrap();
+    let out = op.call(&values(vec![Arc::new(String::from(" 17 "))])).unwrap();
     assert_eq!(out.downcast_ref::<u64>(), Some(&17));
 }
 
 #[test]
 fn result_fn_fails_the_task_with_the_error_message() {
     let op = decode_op(name_of(&parse_count).unwrap(), &params_for(parse_count)).unwrap();
-    let err = op
-        .call(&values(vec![Arc::new(String::from("seventeen"))]))
-        .unwrap_err();
+    let err = op.call(&values(vec![Arc::new(String::from("seventeen"))])).unwrap_err();
     let expected = "seventeen".parse::<u64>().unwrap_err().to_string();
     assert_eq!(err.kind(), &ErrorKind::InvalidArgument);
     assert!(err.to_string().contains(&expected), "{err}");
@@ -166,14 +160,8 @@ fn nested_module_fns_have_their_full_paths() {
     let args = values(vec![Arc::new(2.0f64), Arc::new(3.0f64)]);
     let inner_op = decode_op(inner, &params_for(outer::inner::scale)).unwrap();
     let outer_op = decode_op(outer_scale, &params_for(outer::scale)).unwrap();
-    assert_eq!(
-        inner_op.call(&args).unwrap().downcast_ref::<f64>(),
-        Some(&6.0)
-    );
-    assert_eq!(
-        outer_op.call(&args).unwrap().downcast_ref::<f64>(),
-        Some(&600.0)
-    );
+    assert_eq!(inner_op.call(&args).unwrap().downcast_ref::<f64>(), Some(&6.0));
+    assert_eq!(outer_op.call(&args).unwrap().downcast_ref::<f64>(), Some(&600.0));
 }
 
 #[test]
@@ -183,12 +171,7 @@ fn string_crate_path_and_gathered_list_argument() {
     let mut params = Vec::new();
     postcard_encode(&vec![Some(3u32), None], &mut params).unwrap();
     let op = decode_op(name_of(&total).unwrap(), &params).unwrap();
-    let args = values(vec![
-        Arc::new(1i64),
-        Arc::new(2i64),
-        Arc::new(3i64),
-        Arc::new(10i64),
-    ]);
+    let args = values(vec![Arc::new(1i64), Arc::new(2i64), Arc::new(3i64), Arc::new(10i64)]);
     assert_eq!(op.call(&args).unwrap().downcast_ref::<i64>(), Some(&60));
 }
 
@@ -198,10 +181,7 @@ fn raw_identifier_fn_is_registered_under_its_plain_name() {
     assert_eq!(name, "task::type");
     let op = decode_op(name, &params_for(r#type)).unwrap();
     let out = op.call(&values(vec![Arc::new(3i64)])).unwrap();
-    assert_eq!(
-        out.downcast_ref::<String>().map(String::as_str),
-        Some("type 3")
-    );
+    assert_eq!(out.downcast_ref::<String>().map(String::as_str), Some("type 3"));
 }
 
 #[test]

@@ -15,9 +15,8 @@ use super::resource::ResourceSample;
 /// Category colours (Tableau 10, then its light variants): distinct, and
 /// readable as thin bars on white.
 const PALETTE: [&str; 20] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ];
 
 const WIDTH: f64 = 1100.0;
@@ -62,10 +61,8 @@ impl Colors {
             e.0 += 1;
             e.1 += t.duration();
         }
-        let mut order: Vec<(String, usize, f64)> = totals
-            .into_iter()
-            .map(|(p, (n, s))| (p.to_string(), n, s))
-            .collect();
+        let mut order: Vec<(String, usize, f64)> =
+            totals.into_iter().map(|(p, (n, s))| (p.to_string(), n, s)).collect();
         order.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         let by_prefix = order
             .iter()
@@ -111,17 +108,10 @@ fn nice_step(span: f64, target: f64) -> f64 {
 
 /// Ticks from 0 covering `max`: the tick values and the axis end.
 fn ticks(max: f64, target: f64) -> (Vec<f64>, f64) {
-    let max = if max.is_finite() && max > 0.0 {
-        max
-    } else {
-        1.0
-    };
+    let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
     let step = nice_step(max, target);
     let count = (max / step - 1e-9).ceil().max(1.0) as usize;
-    (
-        (0..=count).map(|k| k as f64 * step).collect(),
-        count as f64 * step,
-    )
+    ((0..=count).map(|k| k as f64 * step).collect(), count as f64 * step)
 }
 
 /// A tick label with as many decimals as the step needs.
@@ -170,11 +160,7 @@ struct TimeAxis {
 
 impl TimeAxis {
     fn new(last: f64) -> Self {
-        let last = if last.is_finite() && last > 0.0 {
-            last
-        } else {
-            1.0
-        };
+        let last = if last.is_finite() && last > 0.0 { last } else { 1.0 };
         let (scale, unit) = if last < 1e-3 {
             (1e6, "µs")
         } else if last < 1.0 {
@@ -345,11 +331,7 @@ fn task_panel(out: &mut String, axis: &TimeAxis, tasks: &[TaskRecord], mut y: f6
         17..=48 => 15.0,
         _ => 9.0,
     };
-    let row_of: HashMap<usize, usize> = workers
-        .iter()
-        .enumerate()
-        .map(|(row, &w)| (w, row))
-        .collect();
+    let row_of: HashMap<usize, usize> = workers.iter().enumerate().map(|(row, &w)| (w, row)).collect();
     let top = y;
     let height = workers.len() as f64 * row_height;
     for (row, &worker) in workers.iter().enumerate() {
@@ -380,11 +362,7 @@ fn task_panel(out: &mut String, axis: &TimeAxis, tasks: &[TaskRecord], mut y: f6
         // bars leave a hairline gap so back-to-back tasks of one prefix
         // stay distinguishable.
         let span = axis.x(t.end) - x;
-        let width = if span > 2.0 {
-            span - 0.75
-        } else {
-            span.max(0.6)
-        };
+        let width = if span > 2.0 { span - 0.75 } else { span.max(0.6) };
         let _ = writeln!(
             out,
             r#"<rect class="task" x="{x:.2}" y="{:.2}" width="{width:.2}" height="{bar_height:.2}" fill="{}"><title>{}
@@ -440,12 +418,7 @@ fn legend(out: &mut String, colors: &Colors, y: f64) -> f64 {
 }
 
 /// Memory and CPU line charts over the shared time axis.
-fn resource_panels(
-    out: &mut String,
-    axis: &TimeAxis,
-    samples: &[ResourceSample],
-    mut y: f64,
-) -> f64 {
+fn resource_panels(out: &mut String, axis: &TimeAxis, samples: &[ResourceSample], mut y: f64) -> f64 {
     const MIB: f64 = 1024.0 * 1024.0;
     let peak = samples.iter().map(|s| s.memory).max().unwrap_or(0) as f64;
     let mean_cpu = if samples.len() > 1 {
@@ -453,10 +426,7 @@ fn resource_panels(
     } else {
         0.0
     };
-    let memory: Vec<(f64, f64)> = samples
-        .iter()
-        .map(|s| (s.time, s.memory as f64 / MIB))
-        .collect();
+    let memory: Vec<(f64, f64)> = samples.iter().map(|s| (s.time, s.memory as f64 / MIB)).collect();
     let cpu: Vec<(f64, f64)> = samples.iter().map(|s| (s.time, s.cpu)).collect();
     let (memory_title, cpu_title) = if samples.is_empty() {
         (
@@ -574,9 +544,6 @@ mod tests {
 
     #[test]
     fn escape_makes_keys_safe_for_xml() {
-        assert_eq!(
-            escape(r#"("a<b>&'c", 0)"#),
-            "(&quot;a&lt;b&gt;&amp;&#39;c&quot;, 0)"
-        );
+        assert_eq!(escape(r#"("a<b>&'c", 0)"#), "(&quot;a&lt;b&gt;&amp;&#39;c&quot;, 0)");
     }
 }

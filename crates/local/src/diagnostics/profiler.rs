@@ -229,11 +229,7 @@ pub(super) fn summarize(records: &[TaskRecord]) -> Vec<PrefixSummary> {
     for s in &mut out {
         s.mean = s.total / s.tasks as f64;
     }
-    out.sort_by(|a, b| {
-        b.total
-            .total_cmp(&a.total)
-            .then_with(|| a.prefix.cmp(&b.prefix))
-    });
+    out.sort_by(|a, b| b.total.total_cmp(&a.total).then_with(|| a.prefix.cmp(&b.prefix)));
     out
 }
 
@@ -259,9 +255,8 @@ impl Callback for Profiler {
     }
 
     fn task_finish(&self, plan: &Plan, id: u32, _worker: usize, _value: &Value) {
-        self.runs.with(plan, |run| {
-            run.ends[id as usize].store(run.stamp(), Ordering::Relaxed)
-        });
+        self.runs
+            .with(plan, |run| run.ends[id as usize].store(run.stamp(), Ordering::Relaxed));
     }
 
     fn finish(&self, plan: &Plan, _failed: bool) {

@@ -247,11 +247,7 @@ impl ProgressBar {
     /// prefixes, when [`ProgressBar::by_prefix`] is on.
     pub fn last_prefix_bars(&self) -> Vec<(String, indicatif::ProgressBar)> {
         match self.last.lock().as_ref() {
-            Some(run) => run
-                .groups
-                .iter()
-                .map(|g| (g.name.clone(), g.bar.clone()))
-                .collect(),
+            Some(run) => run.groups.iter().map(|g| (g.name.clone(), g.bar.clone())).collect(),
             None => Vec::new(),
         }
     }
@@ -275,12 +271,7 @@ impl Callback for ProgressBar {
         } else {
             claims().lock().push(id);
         }
-        let run = Arc::new(Run::new(
-            plan,
-            self.minimum,
-            self.by_prefix,
-            self.target.clone(),
-        ));
+        let run = Arc::new(Run::new(plan, self.minimum, self.by_prefix, self.target.clone()));
         self.runs.insert(plan, run.clone());
         *self.last.lock() = Some(run.clone());
         ticker().add(run);
@@ -384,9 +375,7 @@ impl Run {
     /// Shows the bar if it has waited long enough and a place to draw is
     /// free. Called with the stage lock held.
     fn reveal(&self, stage: &mut Stage, now: Instant) {
-        if !matches!(stage, Stage::Hidden)
-            || now.saturating_duration_since(self.started) < self.minimum
-        {
+        if !matches!(stage, Stage::Hidden) || now.saturating_duration_since(self.started) < self.minimum {
             return;
         }
         let (target, style, stderr, plain) = match &self.target {
@@ -528,12 +517,9 @@ impl Styles {
         let style = |template: &str| {
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .with_key(
-                    "seconds",
-                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
-                    },
-                )
+                .with_key("seconds", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
+                })
                 .progress_chars(chars)
         };
         Styles {
@@ -736,10 +722,7 @@ mod tests {
     fn two_task_plan() -> Plan {
         use blockwise_core::{Key, Name, Slot};
         let keys = vec![Key::single(Name::new("a-1")), Key::single(Name::new("b-2"))];
-        let ops = vec![
-            blockwise_core::op::identity(),
-            blockwise_core::op::identity(),
-        ];
+        let ops = vec![blockwise_core::op::identity(), blockwise_core::op::identity()];
         let literal: Value = Arc::new(1i64);
         let inputs = vec![vec![Slot::Literal(literal)], vec![Slot::Task(0)]];
         Plan::from_parts(keys, ops, inputs, vec![1]).unwrap()

@@ -55,9 +55,7 @@ fn aligned(
     let Some(base) = origins.iter().flatten().min().copied() else {
         return (tasks, samples);
     };
-    let shift = |origin: Option<Instant>| {
-        origin.map_or(0.0, |o| o.saturating_duration_since(base).as_secs_f64())
-    };
+    let shift = |origin: Option<Instant>| origin.map_or(0.0, |o| o.saturating_duration_since(base).as_secs_f64());
     let (task_shift, sample_shift) = (shift(origins[0]), shift(origins[1]));
     for t in &mut tasks {
         t.start += task_shift;
@@ -84,11 +82,7 @@ pub fn to_svg(profiler: &Profiler, resources: Option<&ResourceProfiler>) -> Stri
 }
 
 /// Writes [`to_svg`] to `path`.
-pub fn write_svg(
-    path: impl AsRef<Path>,
-    profiler: &Profiler,
-    resources: Option<&ResourceProfiler>,
-) -> Result<()> {
+pub fn write_svg(path: impl AsRef<Path>, profiler: &Profiler, resources: Option<&ResourceProfiler>) -> Result<()> {
     super::write_file(path.as_ref(), &to_svg(profiler, resources))
 }
 
@@ -107,11 +101,7 @@ pub fn to_html(profiler: &Profiler, resources: Option<&ResourceProfiler>) -> Str
 /// report::write_html("profile.html", &profiler, Some(&resources))?;
 /// # Ok::<(), blockwise_core::Error>(())
 /// ```
-pub fn write_html(
-    path: impl AsRef<Path>,
-    profiler: &Profiler,
-    resources: Option<&ResourceProfiler>,
-) -> Result<()> {
+pub fn write_html(path: impl AsRef<Path>, profiler: &Profiler, resources: Option<&ResourceProfiler>) -> Result<()> {
     super::write_file(path.as_ref(), &to_html(profiler, resources))
 }
 
@@ -174,20 +164,12 @@ fn page(tasks: Option<&[TaskRecord]>, samples: Option<&[ResourceSample]>) -> Str
         workers.dedup();
         let first = tasks.iter().map(|t| t.start).fold(f64::INFINITY, f64::min);
         let last = tasks.iter().map(|t| t.end).fold(0.0f64, f64::max);
-        let wall = if tasks.is_empty() {
-            0.0
-        } else {
-            (last - first).max(0.0)
-        };
+        let wall = if tasks.is_empty() { 0.0 } else { (last - first).max(0.0) };
         let busy: f64 = tasks.iter().map(TaskRecord::duration).sum();
         card(&mut out, tasks.len().to_string(), "tasks");
         if !tasks.is_empty() {
             card(&mut out, workers.len().to_string(), "worker threads used");
-            card(
-                &mut out,
-                human_seconds(wall),
-                "from first task start to last task end",
-            );
+            card(&mut out, human_seconds(wall), "from first task start to last task end");
             card(&mut out, human_seconds(busy), "task time, summed");
         }
         if wall > 0.0 {
@@ -200,20 +182,12 @@ fn page(tasks: Option<&[TaskRecord]>, samples: Option<&[ResourceSample]>) -> Str
     }
     if let Some(samples) = samples {
         if let Some(peak) = samples.iter().map(|s| s.memory).max() {
-            card(
-                &mut out,
-                human_mib(peak as f64),
-                "peak memory (resident set)",
-            );
+            card(&mut out, human_mib(peak as f64), "peak memory (resident set)");
         }
         if samples.len() > 1 {
             let mean = samples[1..].iter().map(|s| s.cpu).sum::<f64>() / (samples.len() - 1) as f64;
             let max = samples.iter().map(|s| s.cpu).fold(0.0f64, f64::max);
-            card(
-                &mut out,
-                format!("{mean:.0} %"),
-                "mean CPU (100 % = one core)",
-            );
+            card(&mut out, format!("{mean:.0} %"), "mean CPU (100 % = one core)");
             card(&mut out, format!("{max:.0} %"), "highest CPU");
         }
         card(&mut out, samples.len().to_string(), "resource samples");
@@ -238,11 +212,7 @@ fn page(tasks: Option<&[TaskRecord]>, samples: Option<&[ResourceSample]>) -> Str
              <th>total time</th><th>share</th><th>mean</th><th>longest</th></tr></thead>\n<tbody>\n",
         );
         for s in &summary {
-            let share = if busy > 0.0 {
-                s.total / busy * 100.0
-            } else {
-                0.0
-            };
+            let share = if busy > 0.0 { s.total / busy * 100.0 } else { 0.0 };
             let _ = writeln!(
                 out,
                 "<tr><td><span class=\"swatch\" style=\"background:{}\"></span><code>{}</code></td>\
