@@ -1,0 +1,7 @@
+//! Readers and writers: CSV, Parquet, JSON lines.
+
+pub(crate) mod blocks;
+pub(crate) mod csv;
+pub(crate) mod json;
+pub(crate) mod parquet;
+pub(crate) mod write;

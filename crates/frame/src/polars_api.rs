@@ -1,0 +1,612 @@
+//! Every Polars call whose shape changes between Polars releases.
+//!
+//! Polars is pinned exactly (`=0.55.2`) and its Rust API moves between
+//! releases: reader option builders, join arguments, selectors, serialization
+//! and hashing entry points have all changed in the past. The rest of this
+//! crate goes through the small functions here, so an upgrade touches this
+//! file (and the few expression builders it exports), not the planner or the
+//! ops.
+//!
+//! ## Threads
+//!
+//! Polars runs its own rayon pool (`POLARS_MAX_THREADS`, default one thread
+//! per core). Our threaded scheduler already runs one task per core, each
+//! task working on one partition. We leave the pool at its default size on
+//! purpose and make the readers single-threaded instead:
+//!
+//! - a Polars parallel section entered from one of our worker threads runs
+//!   inside `THREAD_POOL.install`, which parks the calling thread until the
+//!   pool is done, so the number of *running* threads stays about the number
+//!   of cores however many of our workers call in;
+//! - shrinking the pool to one thread would do the opposite of what is
+//!   wanted: every worker's parallel sections would queue behind the single
+//!   pool thread;
+//! - the CSV reader is the one place where Polars would split a block across
+//!   the pool for no gain (the block is already one task among many), so it is
+//!   read with `n_threads(1)`.
+//!
+//! `POLARS_MAX_THREADS` is read once, when Polars first starts its pool; set
+//! it in the environment of worker processes to give Polars fewer threads
+//! (this crate cannot set it itself: changing the environment of a running
+//! process is `unsafe`, which the workspace forbids).
+//!
+//! ## Serialization
+//!
+//! Op parameters hold Polars expressions, schemas and data types. They are
+//! written with Polars' own serializer in its "future compatible" mode, which
+//! is MessagePack (`rmp-serde`), so expressions ship to workers as data.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use blockwise_core::{Error, ErrorKind, Result};
+use polars::io::SerReader;
+use polars::io::SerWriter;
+use polars::polars_utils::aliases::PlSeedableRandomStateQuality;
+use polars::prelude::{
+    AnyValue, CompatLevel, CsvParseOptions, CsvReadOptions, CsvWriter, DataFrame as PlFrame, DataType, Expr, IdxCa,
+    IdxSize, IntoLazy, IpcStreamReader, IpcStreamWriter, JoinArgs, JoinType, JsonFormat, JsonReader, LazyFrame,
+    NullValues, ParquetReader, ParquetWriter, PlHashMap, PlSmallStr, PolarsError, Scalar, Schema, SchemaRef,
+    Series as PlSeries, SortMultipleOptions, UniqueKeepStrategy,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Converts a Polars error into ours, keeping its message.
+pub(crate) fn pl_err(e: PolarsError) -> Error {
+    let kind = match &e {
+        PolarsError::IO { .. } => ErrorKind::Io,
+        PolarsError::SchemaMismatch(_) => ErrorKind::TypeMismatch,
+        _ => ErrorKind::InvalidArgument,
+    };
+    Error::new(kind, e.to_string())
+}
+
+/// Whether a Polars error says a column is missing.
+pub(crate) fn is_column_not_found(e: &PolarsError) -> bool {
+    match e {
+        PolarsError::ColumnNotFound(_) => true,
+        PolarsError::Context { error, .. } | PolarsError::ExprContext { error, .. } => is_column_not_found(error),
+        _ => false,
+    }
+}
+
+/// `.pl()` on Polars results: converts the error.
+pub(crate) trait PlResultExt<T> {
+    /// Converts a Polars error into a blockwise error.
+    fn pl(self) -> Result<T>;
+}
+
+impl<T> PlResultExt<T> for std::result::Result<T, PolarsError> {
+    fn pl(self) -> Result<T> {
+        self.map_err(pl_err)
+    }
+}
+
+// ---------------------------------------------------------------- codecs
+
+/// Appends `df` as an Arrow IPC stream.
+pub(crate) fn ipc_encode(df: &PlFrame, out: &mut Vec<u8>) -> Result<()> {
+    let mut df = df.clone();
+    IpcStreamWriter::new(out)
+        .with_compat_level(CompatLevel::newest())
+        .finish(&mut df)
+        .map_err(|e| Error::codec(format!("cannot write a partition as Arrow IPC: {e}")))
+}
+
+/// Reads a frame from an Arrow IPC stream.
+pub(crate) fn ipc_decode(bytes: &[u8]) -> Result<PlFrame> {
+    IpcStreamReader::new(Cursor::new(bytes)).finish().map_err(|e| {
+        Error::codec(format!(
+            "cannot read a partition from Arrow IPC ({} bytes): {e}",
+            bytes.len()
+        ))
+    })
+}
+
+/// Serializes op parameters (expressions, schemas, data types) with Polars'
+/// own serde support, as MessagePack.
+pub(crate) fn ser<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    polars::polars_utils::pl_serialize::serialize_to_bytes::<_, true>(value)
+        .map_err(|e| Error::codec(format!("cannot serialize frame op parameters: {e}")))
+}
+
+/// Reads op parameters written by [`ser`].
+pub(crate) fn de<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    polars::polars_utils::pl_serialize::deserialize_from_reader::<T, _, true>(bytes)
+        .map_err(|e| Error::codec(format!("cannot deserialize frame op parameters: {e}")))
+}
+
+// ---------------------------------------------------------------- hashing
+
+fn fixed_hasher() -> PlSeedableRandomStateQuality {
+    // Fixed seeds: every process of one build hashes a row the same way, so
+    // a shuffle sends equal keys to the same output partition everywhere.
+    PlSeedableRandomStateQuality::fixed()
+}
+
+/// One 64-bit hash per row over the columns `cols` (all columns if empty).
+pub(crate) fn hash_rows(df: &PlFrame, cols: &[String]) -> Result<Vec<u64>> {
+    let names: Vec<PlSmallStr> = if cols.is_empty() {
+        df.get_column_names().into_iter().cloned().collect()
+    } else {
+        cols.iter().map(|c| PlSmallStr::from(c.as_str())).collect()
+    };
+    let mut hashes: Vec<u64> = Vec::with_capacity(df.height());
+    if names.is_empty() {
+        hashes.resize(df.height(), 0);
+        return Ok(hashes);
+    }
+    for (i, name) in names.iter().enumerate() {
+        let column = df.column(name).pl()?;
+        if i == 0 {
+            column.vec_hash(fixed_hasher(), &mut hashes).pl()?;
+        } else {
+            column.vec_hash_combine(fixed_hasher(), &mut hashes).pl()?;
+        }
+    }
+    Ok(hashes)
+}
+
+/// A content hash of a whole frame (schema and rows), for task names.
+pub(crate) fn fingerprint(df: &PlFrame) -> Result<u64> {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    for (name, dtype) in df.schema().iter() {
+        h.update(name.as_bytes());
+        h.update(format!("{dtype:?}").as_bytes());
+    }
+    h.update(&(df.height() as u64).to_le_bytes());
+    for v in hash_rows(df, &[])? {
+        h.update(&v.to_le_bytes());
+    }
+    Ok(h.digest())
+}
+
+/// The rows of `df` at `indices`, in that order.
+pub(crate) fn take_rows(df: &PlFrame, indices: Vec<IdxSize>) -> Result<PlFrame> {
+    let idx = IdxCa::from_vec(PlSmallStr::from_static("idx"), indices);
+    df.take(&idx).pl()
+}
+
+// ---------------------------------------------------------------- frames
+
+/// An empty frame with `schema`.
+pub(crate) fn empty(schema: &Schema) -> PlFrame {
+    PlFrame::empty_with_schema(schema)
+}
+
+/// Concatenates frames vertically, in order. The frames must have the same
+/// columns; an empty list gives an empty frame with `schema`.
+pub(crate) fn concat(frames: Vec<PlFrame>, schema: Option<&Schema>) -> Result<PlFrame> {
+    let frames: Vec<PlFrame> = frames.into_iter().filter(|f| f.width() > 0 || f.height() > 0).collect();
+    match frames.len() {
+        0 => Ok(schema.map(empty).unwrap_or_default()),
+        1 => Ok(frames.into_iter().next().unwrap_or_default()),
+        _ => {
+            let mut iter = frames.into_iter();
+            let mut acc = iter.next().unwrap_or_default();
+            for f in iter {
+                acc.vstack_mut_owned(f).pl()?;
+            }
+            acc.rechunk_mut();
+            Ok(acc)
+        }
+    }
+}
+
+/// The columns `cols` of `df`, in that order.
+pub(crate) fn select_columns(df: &PlFrame, cols: &[String]) -> Result<PlFrame> {
+    df.select(cols.iter().map(|c| PlSmallStr::from(c.as_str()))).pl()
+}
+
+/// Rows `offset..offset+len` of `df`.
+pub(crate) fn slice(df: &PlFrame, offset: usize, len: usize) -> PlFrame {
+    df.slice(offset as i64, len)
+}
+
+/// A lazy frame over an in-memory frame.
+pub(crate) fn lazy(df: PlFrame) -> LazyFrame {
+    df.lazy()
+}
+
+/// Runs a lazy query on the in-memory engine.
+pub(crate) fn collect(lf: LazyFrame) -> std::result::Result<PlFrame, PolarsError> {
+    lf.collect()
+}
+
+/// The output schema of a lazy query, without running it.
+pub(crate) fn schema_of(mut lf: LazyFrame) -> std::result::Result<SchemaRef, PolarsError> {
+    lf.collect_schema()
+}
+
+/// Column names of a schema, in order.
+pub(crate) fn names(schema: &Schema) -> Vec<String> {
+    schema.iter_names().map(|n| n.to_string()).collect()
+}
+
+/// A schema from `(name, dtype)` pairs.
+pub(crate) fn schema_from(fields: impl IntoIterator<Item = (String, DataType)>) -> Schema {
+    fields.into_iter().map(|(n, d)| (PlSmallStr::from(n), d)).collect()
+}
+
+/// A literal expression holding `value` of `dtype`.
+pub(crate) fn lit_value(dtype: DataType, value: AnyValue<'static>) -> Expr {
+    polars::prelude::lit(Scalar::new(dtype, value))
+}
+
+/// The value at `i` of a series, owned.
+pub(crate) fn value_at(series: &PlSeries, i: usize) -> Result<AnyValue<'static>> {
+    Ok(series.get(i).pl()?.into_static())
+}
+
+// ---------------------------------------------------------------- expressions
+
+/// The input columns an expression reads, or `None` when it can read any
+/// column (wildcards, selectors, regular expressions).
+pub(crate) fn expr_inputs(expr: &Expr) -> Option<Vec<String>> {
+    let meta = expr.clone().meta();
+    if meta.has_multiple_outputs() || meta.is_regex_projection() {
+        return None;
+    }
+    Some(
+        expr.clone()
+            .meta()
+            .root_names()
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect(),
+    )
+}
+
+/// The name of the column an expression produces, when it produces one.
+pub(crate) fn expr_output(expr: &Expr) -> Option<String> {
+    let meta = expr.clone().meta();
+    if meta.has_multiple_outputs() {
+        return None;
+    }
+    expr.clone().meta().output_name().ok().map(|n| n.to_string())
+}
+
+/// Whether `expr` is a plain column reference (`col("a")`, not aliased).
+pub(crate) fn expr_is_plain_column(expr: &Expr) -> bool {
+    expr.clone().meta().is_column()
+}
+
+/// Polars' text form of an expression, for `explain()` and errors.
+pub(crate) fn expr_text(expr: &Expr) -> String {
+    format!("{expr}")
+}
+
+// ---------------------------------------------------------------- lazy steps
+
+/// `lf.rename(pairs)`, strict.
+pub(crate) fn rename(lf: LazyFrame, pairs: &[(String, String)]) -> LazyFrame {
+    let old: Vec<&str> = pairs.iter().map(|(a, _)| a.as_str()).collect();
+    let new: Vec<&str> = pairs.iter().map(|(_, b)| b.as_str()).collect();
+    lf.rename(old, new, true)
+}
+
+/// `lf.drop(cols)`, strict.
+pub(crate) fn drop(lf: LazyFrame, cols: &[String]) -> LazyFrame {
+    lf.drop(polars::prelude::cols(cols.iter().map(|c| c.as_str())))
+}
+
+/// `lf.cast(map)`, strict.
+pub(crate) fn cast(lf: LazyFrame, pairs: &[(String, DataType)]) -> LazyFrame {
+    let map: PlHashMap<&str, DataType> = pairs.iter().map(|(c, d)| (c.as_str(), d.clone())).collect();
+    lf.cast(map, true)
+}
+
+/// `lf.drop_nulls(subset)`.
+pub(crate) fn drop_nulls(lf: LazyFrame, subset: Option<&[String]>) -> LazyFrame {
+    lf.drop_nulls(subset.map(|s| polars::prelude::cols(s.iter().map(|c| c.as_str()))))
+}
+
+/// `lf.sort(by)` with one `descending` flag for all columns; nulls first, as
+/// Polars' default.
+pub(crate) fn sort(lf: LazyFrame, by: &[String], descending: bool) -> LazyFrame {
+    let opts = SortMultipleOptions::default()
+        .with_order_descending(descending)
+        .with_maintain_order(true);
+    lf.sort(
+        by.iter().map(|s| PlSmallStr::from(s.as_str())).collect::<Vec<_>>(),
+        opts,
+    )
+}
+
+/// `lf.unique_stable(subset, keep)`: keeps the first (or last) row of each
+/// distinct value, in order.
+pub(crate) fn unique(lf: LazyFrame, subset: Option<&[String]>, keep_last: bool) -> LazyFrame {
+    let keep = if keep_last {
+        UniqueKeepStrategy::Last
+    } else {
+        UniqueKeepStrategy::First
+    };
+    lf.unique_stable(
+        subset.map(|s| polars::prelude::cols(s.iter().map(|c| c.as_str()))),
+        keep,
+    )
+}
+
+/// How rows of two frames are matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum JoinHow {
+    /// Rows whose keys appear on both sides.
+    Inner,
+    /// Every left row, with right columns where the key matches.
+    Left,
+    /// Every row of both sides (Polars' full join: both key columns kept).
+    Outer,
+    /// Left rows whose key appears on the right (left columns only).
+    Semi,
+    /// Left rows whose key does not appear on the right.
+    Anti,
+}
+
+/// `left.join(right, …)` with our join kinds.
+pub(crate) fn join(
+    left: LazyFrame,
+    right: LazyFrame,
+    how: JoinHow,
+    left_on: &[String],
+    right_on: &[String],
+    suffix: &str,
+) -> LazyFrame {
+    let how = match how {
+        JoinHow::Inner => JoinType::Inner,
+        JoinHow::Left => JoinType::Left,
+        JoinHow::Outer => JoinType::Full,
+        JoinHow::Semi => JoinType::Semi,
+        JoinHow::Anti => JoinType::Anti,
+    };
+    let mut args = JoinArgs::new(how);
+    args.suffix = Some(PlSmallStr::from(suffix));
+    let l: Vec<Expr> = left_on.iter().map(|c| polars::prelude::col(c.as_str())).collect();
+    let r: Vec<Expr> = right_on.iter().map(|c| polars::prelude::col(c.as_str())).collect();
+    left.join(right, l, r, args)
+}
+
+// ---------------------------------------------------------------- aggregation expressions
+
+/// Expression builders for the partial, combine and final stages of
+/// aggregations (see `reduce.rs`).
+pub(crate) mod agg {
+    use polars::prelude::*;
+
+    /// `col(name)`.
+    pub(crate) fn c(name: &str) -> Expr {
+        col(name)
+    }
+
+    /// Row count of a group (nulls included).
+    pub(crate) fn size() -> Expr {
+        len()
+    }
+
+    /// Values of `e` seen in a group, as a list (a set: unique values).
+    pub(crate) fn set_of(e: Expr, grouped: bool) -> Expr {
+        let u = e.unique();
+        if grouped { u } else { u.implode(false) }
+    }
+
+    /// Union of the list column `e` over a group, as a list of unique values.
+    pub(crate) fn union_of_sets(e: Expr, grouped: bool) -> Expr {
+        let u = e
+            .explode(ExplodeOptions {
+                empty_as_null: false,
+                keep_nulls: false,
+            })
+            .unique();
+        if grouped { u } else { u.implode(false) }
+    }
+
+    /// Number of elements of the list column `e`.
+    pub(crate) fn set_len(e: Expr) -> Expr {
+        e.list().len()
+    }
+
+    /// `e` over the groups `keys` (a window), or over the whole frame.
+    pub(crate) fn over_keys(e: Expr, keys: &[String]) -> PolarsResult<Expr> {
+        if keys.is_empty() {
+            Ok(e)
+        } else {
+            e.over(keys.iter().map(|k| col(k.as_str())).collect::<Vec<_>>())
+        }
+    }
+
+    /// `when(cond).then(a).otherwise(null)`.
+    pub(crate) fn when_else_null(cond: Expr, then: Expr) -> Expr {
+        when(cond).then(then).otherwise(lit(NULL))
+    }
+
+    /// Float64.
+    pub(crate) fn f64_type() -> DataType {
+        DataType::Float64
+    }
+
+    /// `e.sqrt()`.
+    pub(crate) fn sqrt(e: Expr) -> Expr {
+        e.sqrt()
+    }
+}
+
+// ---------------------------------------------------------------- CSV
+
+/// How CSV text is parsed.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub(crate) struct CsvFormat {
+    /// Field separator.
+    pub(crate) separator: u8,
+    /// Quote character (`None`: no quoting).
+    pub(crate) quote: Option<u8>,
+    /// Strings read as missing values (besides the empty field).
+    pub(crate) null_values: Vec<String>,
+    /// Whether date and datetime columns are recognised while inferring.
+    pub(crate) parse_dates: bool,
+    /// Whether the first line of each file is a header.
+    pub(crate) has_header: bool,
+}
+
+impl Default for CsvFormat {
+    fn default() -> Self {
+        CsvFormat {
+            separator: b',',
+            quote: Some(b'"'),
+            null_values: Vec::new(),
+            parse_dates: true,
+            has_header: true,
+        }
+    }
+}
+
+fn parse_options(format: &CsvFormat) -> CsvParseOptions {
+    let mut opts = CsvParseOptions::default()
+        .with_separator(format.separator)
+        .with_quote_char(format.quote)
+        .with_try_parse_dates(format.parse_dates);
+    if !format.null_values.is_empty() {
+        opts = opts.with_null_values(Some(NullValues::AllColumns(
+            format
+                .null_values
+                .iter()
+                .map(|s| PlSmallStr::from(s.as_str()))
+                .collect(),
+        )));
+    }
+    opts
+}
+
+/// Parses CSV text with a known schema. `has_header`: the text starts with
+/// a header line (skipped: names come from `schema`). `columns`: the only
+/// columns to parse (the others are skipped while tokenizing).
+pub(crate) fn csv_parse(
+    bytes: Vec<u8>,
+    schema: &SchemaRef,
+    has_header: bool,
+    columns: Option<&[String]>,
+    n_rows: Option<usize>,
+    format: &CsvFormat,
+) -> std::result::Result<PlFrame, PolarsError> {
+    let opts = CsvReadOptions::default()
+        .with_has_header(has_header)
+        .with_schema(Some(schema.clone()))
+        .with_columns(columns.map(|c| c.iter().map(|s| PlSmallStr::from(s.as_str())).collect()))
+        .with_n_rows(n_rows)
+        .with_n_threads(Some(1))
+        .with_raise_if_empty(false)
+        .with_rechunk(false)
+        .with_parse_options(parse_options(format));
+    opts.into_reader_with_file_handle(Cursor::new(bytes)).finish()
+}
+
+/// Parses CSV text with every column as a string (for locating bad values).
+pub(crate) fn csv_parse_strings(
+    bytes: Vec<u8>,
+    names: &[String],
+    has_header: bool,
+    format: &CsvFormat,
+) -> Result<PlFrame> {
+    let schema: SchemaRef = Arc::new(schema_from(names.iter().map(|n| (n.clone(), DataType::String))));
+    csv_parse(bytes, &schema, has_header, None, None, format).pl()
+}
+
+/// Infers a schema from a sample of CSV text (header included when the
+/// format has one).
+pub(crate) fn csv_infer(bytes: Vec<u8>, format: &CsvFormat, rows: usize) -> Result<Schema> {
+    let opts = CsvReadOptions::default()
+        .with_has_header(format.has_header)
+        .with_infer_schema_length(Some(rows))
+        .with_n_threads(Some(1))
+        .with_n_rows(Some(rows))
+        .with_raise_if_empty(false)
+        .with_parse_options(parse_options(format));
+    let df = opts.into_reader_with_file_handle(Cursor::new(bytes)).finish().pl()?;
+    Ok(df.schema().as_ref().clone())
+}
+
+/// Writes `df` as CSV (with a header) to `w`.
+pub(crate) fn csv_write<W: std::io::Write>(df: &PlFrame, w: W, separator: u8) -> Result<()> {
+    let mut df = df.clone();
+    CsvWriter::new(w)
+        .include_header(true)
+        .with_separator(separator)
+        .finish(&mut df)
+        .pl()
+}
+
+/// Casts a string column to `dtype` without failing; values that cannot be
+/// parsed become null (used to find which value broke a parse).
+pub(crate) fn cast_lenient(series: &PlSeries, dtype: &DataType) -> Result<PlSeries> {
+    series.cast(dtype).pl()
+}
+
+// ---------------------------------------------------------------- Parquet
+
+/// The schema stored in a Parquet file's footer.
+pub(crate) fn parquet_schema(path: &Path) -> Result<(Schema, usize)> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut reader = ParquetReader::new(file);
+    let arrow = reader.schema().pl()?;
+    let schema = <Schema as polars::prelude::SchemaExt>::from_arrow_schema(&arrow);
+    let rows = reader.num_rows().pl()?;
+    Ok((schema, rows))
+}
+
+/// Reads a Parquet file: only `columns`, only rows matching `predicate`
+/// (Polars skips row groups whose statistics exclude it).
+pub(crate) fn parquet_read(
+    path: &Path,
+    columns: Option<&[String]>,
+    predicate: Option<&Expr>,
+    n_rows: Option<usize>,
+) -> Result<PlFrame> {
+    let args = polars::prelude::ScanArgsParquet {
+        n_rows,
+        ..Default::default()
+    };
+    let p = polars::prelude::PlRefPath::new(path.to_string_lossy().as_ref());
+    let mut lf = LazyFrame::scan_parquet(p, args).pl()?;
+    if let Some(pred) = predicate {
+        lf = lf.filter(pred.clone());
+    }
+    if let Some(cols) = columns {
+        lf = lf.select(
+            cols.iter()
+                .map(|c| polars::prelude::col(c.as_str()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    lf.collect().pl()
+}
+
+/// Writes `df` as Parquet (Zstd compression, statistics on) to `w`.
+pub(crate) fn parquet_write<W: std::io::Write + Send>(df: &PlFrame, w: W) -> Result<()> {
+    let mut df = df.clone();
+    ParquetWriter::new(w)
+        .with_statistics(polars::prelude::StatisticsOptions::full())
+        .finish(&mut df)
+        .pl()
+        .map(|_| ())
+}
+
+// ---------------------------------------------------------------- JSON lines
+
+/// Parses JSON lines; with `schema`, values are read as its types.
+pub(crate) fn json_parse(bytes: Vec<u8>, schema: Option<SchemaRef>, infer_rows: usize) -> Result<PlFrame> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(schema.map(|s| empty(&s)).unwrap_or_default());
+    }
+    let mut reader = JsonReader::new(Cursor::new(bytes)).with_json_format(JsonFormat::JsonLines);
+    match schema {
+        Some(s) => reader = reader.with_schema(s),
+        None => reader = reader.infer_schema_len(std::num::NonZeroUsize::new(infer_rows.max(1))),
+    }
+    reader.finish().pl()
+}
+
+/// An I/O error naming the file.
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{}: {e}", path.display()))
+}

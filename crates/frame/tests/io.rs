@@ -1,0 +1,450 @@
+//! Readers and writers: CSV edge cases written by the tests themselves,
+//! blocks, gzip, schemas, errors that point at the bad value, Parquet, JSON
+//! lines, atomic writes, and what the planner pushes into the readers.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use blockwise_frame::polars::prelude::{self as pl, DataType, col, lit};
+use blockwise_frame::{CsvOptions, read_csv, read_csv_with, read_json, read_parquet};
+use blockwise_local::Compute;
+use common::{assert_same, executors, temp_dir};
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn csv_rows(rows: usize, offset: usize) -> String {
+    let mut s = String::from("id,category,value,note\n");
+    for i in offset..offset + rows {
+        let value = if i % 9 == 4 {
+            String::new()
+        } else {
+            format!("{}", i as f64 * 0.25)
+        };
+        s.push_str(&format!("{i},{},{value},\"n, {i}\"\n", ["x", "y", "z"][i % 3]));
+    }
+    s
+}
+
+#[test]
+fn glob_of_files_reads_in_order_with_one_schema() {
+    let dir = temp_dir("glob");
+    write(&dir, "data_0.csv", &csv_rows(40, 0));
+    write(&dir, "data_1.csv", &csv_rows(35, 40));
+    write(&dir, "data_2.csv", &csv_rows(25, 75));
+    let df = read_csv(dir.join("data_*.csv").to_str().unwrap()).unwrap();
+    assert_eq!(df.columns().unwrap(), ["id", "category", "value", "note"]);
+    assert_eq!(
+        df.dtypes().unwrap(),
+        [DataType::Int64, DataType::String, DataType::Float64, DataType::String]
+    );
+    for (exec, opts) in executors() {
+        let got = df.compute_with(opts).unwrap();
+        assert_eq!(got.height(), 100, "{exec}");
+        let ids: Vec<i64> = got.column("id").unwrap().i64().unwrap().into_no_null_iter().collect();
+        assert_eq!(ids, (0..100).collect::<Vec<_>>(), "{exec}: files and rows in order");
+        assert_eq!(
+            got.column("value").unwrap().null_count(),
+            11,
+            "{exec}: empty fields are nulls"
+        );
+        assert_eq!(
+            got.column("note").unwrap().str().unwrap().get(7),
+            Some("n, 7"),
+            "{exec}: quoted separators"
+        );
+    }
+}
+
+#[test]
+fn byte_range_blocks_give_the_same_rows_as_one_block() {
+    let dir = temp_dir("blocks");
+    let p = write(&dir, "big.csv", &csv_rows(500, 0));
+    let whole = read_csv_with(&p, CsvOptions::new().blocksize(None)).unwrap();
+    assert_eq!(whole.npartitions().unwrap(), 1);
+    let want = whole.compute().unwrap();
+    for bs in [64u64, 500, 1999, 4096] {
+        let df = read_csv_with(&p, CsvOptions::new().blocksize(Some(bs))).unwrap();
+        assert!(df.npartitions().unwrap() > 1);
+        for (exec, opts) in executors() {
+            let got = df.compute_with(opts).unwrap();
+            assert_same(&got, &want, None, &format!("blocksize {bs} ({exec})"));
+        }
+    }
+}
+
+#[test]
+fn quoted_newlines_in_one_block_are_read() {
+    let dir = temp_dir("quoted");
+    let text = "id,text\n1,\"first line\nsecond line\"\n2,\"with \"\"quotes\"\" and, commas\"\n3,plain\n";
+    let p = write(&dir, "q.csv", text);
+    let got = read_csv(&p).unwrap().compute().unwrap();
+    let texts: Vec<&str> = got
+        .column("text")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["first line\nsecond line", "with \"quotes\" and, commas", "plain"]
+    );
+}
+
+#[test]
+fn a_quoted_newline_across_a_block_boundary_is_a_clear_error() {
+    let dir = temp_dir("quoted-split");
+    let mut text = String::from("id,text\n");
+    for i in 0..50 {
+        text.push_str(&format!("{i},\"line one\nline two of record {i}\"\n"));
+    }
+    let p = write(&dir, "q.csv", &text);
+    let err = read_csv_with(&p, CsvOptions::new().blocksize(Some(100)))
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("q.csv") && err.contains("blocksize(None)"), "{err}");
+    let ok = read_csv_with(&p, CsvOptions::new().blocksize(None))
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(ok.height(), 50);
+}
+
+#[test]
+fn empty_and_header_only_files_add_no_rows() {
+    let dir = temp_dir("empty");
+    write(&dir, "a_0.csv", "");
+    write(&dir, "a_1.csv", "id,category,value,note\n");
+    write(&dir, "a_2.csv", &csv_rows(10, 0));
+    write(&dir, "a_3.csv", "");
+    let df = read_csv(dir.join("a_*.csv").to_str().unwrap()).unwrap();
+    assert_eq!(
+        df.dtypes().unwrap()[0],
+        DataType::Int64,
+        "schema from the first file with data"
+    );
+    for (exec, opts) in executors() {
+        let got = df.compute_with(opts).unwrap();
+        assert_eq!(got.height(), 10, "{exec}");
+    }
+    let only_header = write(&dir, "h.csv", "a,b\n");
+    let got = read_csv(&only_header).unwrap().compute().unwrap();
+    assert_eq!(got.height(), 0);
+    assert_eq!(got.get_column_names(), ["a", "b"]);
+}
+
+#[test]
+fn missing_values_and_null_markers() {
+    let dir = temp_dir("nulls");
+    let p = write(&dir, "n.csv", "a,b,c\n1,,x\nNA,2.5,\n3,NA,z\n");
+    let got = read_csv_with(&p, CsvOptions::new().null_values(["NA"]))
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(got.column("a").unwrap().null_count(), 1);
+    assert_eq!(got.column("b").unwrap().null_count(), 2);
+    assert_eq!(got.column("c").unwrap().null_count(), 1);
+    assert_eq!(got.column("a").unwrap().dtype(), &DataType::Int64);
+}
+
+#[test]
+fn explicit_schema_dtypes_and_columns() {
+    let dir = temp_dir("schema");
+    let p = write(&dir, "s.csv", &csv_rows(20, 0));
+    let df = read_csv_with(&p, CsvOptions::new().dtype("id", DataType::Float64)).unwrap();
+    assert_eq!(df.dtypes().unwrap()[0], DataType::Float64);
+    let df = read_csv_with(&p, CsvOptions::new().columns(["value", "id"])).unwrap();
+    assert_eq!(df.columns().unwrap(), ["value", "id"]);
+    let got = df.compute().unwrap();
+    assert_eq!(got.width(), 2);
+    let schema: pl::Schema = [
+        ("id".into(), DataType::Int32),
+        ("category".into(), DataType::String),
+        ("value".into(), DataType::Float32),
+        ("note".into(), DataType::String),
+    ]
+    .into_iter()
+    .collect();
+    let got = read_csv_with(&p, CsvOptions::new().schema(schema))
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(got.column("id").unwrap().dtype(), &DataType::Int32);
+    assert_eq!(got.column("value").unwrap().dtype(), &DataType::Float32);
+}
+
+#[test]
+fn gzip_files_are_one_partition_each() {
+    let dir = temp_dir("gzip");
+    for (i, offset) in [(0, 0), (1, 30)] {
+        let f = std::fs::File::create(dir.join(format!("g_{i}.csv.gz"))).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+        enc.write_all(csv_rows(30, offset).as_bytes()).unwrap();
+        enc.finish().unwrap();
+    }
+    let df = read_csv_with(
+        dir.join("g_*.csv.gz").to_str().unwrap(),
+        CsvOptions::new().blocksize(Some(10)),
+    )
+    .unwrap();
+    assert_eq!(df.npartitions().unwrap(), 2);
+    let got = df.compute().unwrap();
+    assert_eq!(got.height(), 60);
+    assert_eq!(got.column("id").unwrap().i64().unwrap().get(59), Some(59));
+}
+
+#[test]
+fn a_malformed_row_names_the_file_line_and_column() {
+    let dir = temp_dir("malformed");
+    let mut text = csv_rows(30, 0);
+    text.push_str("30,x,not-a-number,\"n\"\n");
+    let p = write(&dir, "bad.csv", &text);
+    // The schema is inferred from the top of the file, before the bad row.
+    let err = read_csv_with(&p, CsvOptions::new().sample(300, 10))
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.csv") && err.contains("line 32") && err.contains("column 3") && err.contains("value"),
+        "{err}"
+    );
+
+    let mut text = csv_rows(30, 0);
+    text.push_str("30,x,1.0,\"n\",extra\n");
+    let p = write(&dir, "ragged.csv", &text);
+    let err = read_csv_with(&p, CsvOptions::new().sample(300, 10))
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ragged.csv") && err.contains("line 32") && err.contains("expected 4 fields, found 5"),
+        "{err}"
+    );
+
+    // In a later block: the line is counted from the top of the file.
+    let mut text = csv_rows(200, 0);
+    text.push_str("200,x,oops,\"n\"\n");
+    let p = write(&dir, "late.csv", &text);
+    let err = read_csv_with(&p, CsvOptions::new().blocksize(Some(1000)).sample(300, 10))
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("late.csv") && err.contains("line 202") && err.contains("\"value\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn files_whose_columns_disagree_name_both_files_and_the_column() {
+    let dir = temp_dir("disagree");
+    write(&dir, "d_0.csv", "a,b,c\n1,2,3\n");
+    write(&dir, "d_1.csv", "a,x,c\n1,2,3\n");
+    let err = read_csv(dir.join("d_*.csv").to_str().unwrap())
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("d_0.csv") && err.contains("d_1.csv") && err.contains("\"b\"") && err.contains("\"x\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn projection_and_filters_are_pushed_into_the_reader() {
+    let dir = temp_dir("pushdown");
+    let p = write(&dir, "p.csv", &csv_rows(60, 0));
+    let df = read_csv(&p).unwrap();
+    let q = df
+        .filter(col("id").gt(lit(10)))
+        .groupby(["category"])
+        .col("value")
+        .sum();
+    let plan = q.explain().unwrap();
+    assert!(
+        plan.contains("ReadCsv") && plan.contains("columns [id, category, value] (3 of 4)"),
+        "{plan}"
+    );
+    assert!(plan.contains("filter: [(col(\"id\")) > (dyn int: 10)]"), "{plan}");
+    assert!(!plan.contains("Steps"), "the filter left no step behind:\n{plan}");
+    let got = q.compute().unwrap();
+    let want = common::polars(&df.compute().unwrap(), |l| {
+        l.filter(col("id").gt(lit(10)))
+            .group_by([col("category")])
+            .agg([col("value").sum()])
+    });
+    assert_same(&got, &want, Some(&["category"]), "pushdown result");
+    // `note` is never parsed: a malformed note would not matter.
+    let plan = df.select([col("id")]).explain().unwrap();
+    assert!(plan.contains("columns [id] (1 of 4)"), "{plan}");
+    // A filter after a computed column stays above it.
+    let plan = df
+        .with_columns([col("value").sum().alias("total")])
+        .filter(col("id").gt(lit(3)))
+        .explain()
+        .unwrap();
+    assert!(plan.contains("Steps") && plan.contains("filter"), "{plan}");
+}
+
+#[test]
+fn parquet_roundtrip_projection_and_filters() {
+    let dir = temp_dir("parquet");
+    let whole = common::sample(300);
+    let df = blockwise_frame::from_polars(whole.clone(), 3).unwrap();
+    let out = dir.join("pq");
+    let files = df.to_parquet(&out).unwrap();
+    assert_eq!(files.len(), 3);
+    assert!(files[0].ends_with("part.0.parquet"));
+    let back = read_parquet(out.to_str().unwrap()).unwrap();
+    assert_eq!(back.npartitions().unwrap(), 3);
+    assert_eq!(back.len().unwrap(), 300);
+    for (exec, opts) in executors() {
+        assert_same(
+            &back.compute_with(opts.clone()).unwrap(),
+            &whole,
+            None,
+            &format!("parquet roundtrip ({exec})"),
+        );
+        let q = back.filter(col("id").lt(lit(50))).select([col("id"), col("value")]);
+        let plan = q.explain().unwrap();
+        assert!(
+            plan.contains("ReadParquet") && plan.contains("columns [id, value]") && plan.contains("filter"),
+            "{plan}"
+        );
+        let got = q.compute_with(opts).unwrap();
+        assert_eq!(got.height(), 50, "{exec}");
+    }
+    let names = df
+        .to_parquet_with(
+            dir.join("named"),
+            |i| format!("chunk-{i:03}.parquet"),
+            blockwise_local::ComputeOptions::new(),
+        )
+        .unwrap();
+    assert!(names[2].ends_with("chunk-002.parquet"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("named"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left behind");
+}
+
+#[test]
+fn parquet_files_whose_schemas_disagree_name_both() {
+    let dir = temp_dir("parquet-disagree");
+    let a = blockwise_frame::from_polars(pl::df!("x" => [1i64, 2], "y" => ["a", "b"]).unwrap(), 1).unwrap();
+    let b = blockwise_frame::from_polars(pl::df!("x" => [1.5f64], "y" => ["c"]).unwrap(), 1).unwrap();
+    a.to_parquet_with(&dir, |_| "a.parquet".into(), blockwise_local::ComputeOptions::new())
+        .unwrap();
+    b.to_parquet_with(&dir, |_| "b.parquet".into(), blockwise_local::ComputeOptions::new())
+        .unwrap();
+    let err = read_parquet(dir.to_str().unwrap()).unwrap_err().to_string();
+    assert!(
+        err.contains("a.parquet") && err.contains("b.parquet") && err.contains("\"x\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_write_leaves_no_half_written_file() {
+    let dir = temp_dir("atomic");
+    let df = blockwise_frame::from_polars(common::sample(40), 4).unwrap();
+    // Partition 2 fails while computing: its file never appears, and no
+    // temporary file is left.
+    let bad = df.map_partitions(|d: pl::DataFrame| {
+        let ids = d.column("id")?.i64()?.clone();
+        if ids.iter().flatten().any(|v| v == 25) {
+            Err(pl::PolarsError::ComputeError("boom".into()))
+        } else {
+            Ok(d)
+        }
+    });
+    assert!(bad.to_parquet(&dir).is_err());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(".tmp"), "temporary file left: {name}");
+        assert_ne!(name, "part.2.parquet");
+    }
+}
+
+#[test]
+fn csv_written_reads_back_identically() {
+    let dir = temp_dir("csv-write");
+    let whole = common::sample(90).drop("day").unwrap();
+    let df = blockwise_frame::from_polars(whole.clone(), 3).unwrap();
+    let files = df.to_csv(&dir).unwrap();
+    assert_eq!(files.len(), 3);
+    let back = read_csv(dir.join("part.*.csv").to_str().unwrap())
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_same(&back, &whole, None, "csv roundtrip");
+}
+
+#[test]
+fn json_lines_blocks_and_schema() {
+    let dir = temp_dir("json");
+    let mut text = String::new();
+    for i in 0..120 {
+        if i % 10 == 3 {
+            text.push_str(&format!("{{\"id\": {i}, \"name\": null, \"score\": {}.5}}\n", i));
+        } else {
+            text.push_str(&format!("{{\"id\": {i}, \"name\": \"n{i}\", \"score\": {}.5}}\n", i));
+        }
+    }
+    let p = write(&dir, "d.jsonl", &text);
+    let one = blockwise_frame::read_json_with(&p, None, None)
+        .unwrap()
+        .compute()
+        .unwrap();
+    let df = blockwise_frame::read_json_with(&p, Some(500), None).unwrap();
+    assert!(df.npartitions().unwrap() > 1);
+    for (exec, opts) in executors() {
+        assert_same(
+            &df.compute_with(opts).unwrap(),
+            &one,
+            None,
+            &format!("json blocks ({exec})"),
+        );
+    }
+    assert_eq!(one.height(), 120);
+    assert_eq!(one.column("name").unwrap().null_count(), 12);
+    assert_eq!(
+        read_json(&p)
+            .unwrap()
+            .filter(col("id").lt(lit(5)))
+            .compute()
+            .unwrap()
+            .height(),
+        5
+    );
+}
+
+#[test]
+fn head_reads_only_what_it_needs() {
+    let dir = temp_dir("head");
+    let p = write(&dir, "h.csv", &csv_rows(400, 0));
+    // Block 3 is malformed: head(5) never reads it.
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("400,x,bad,\"n\"\n");
+    std::fs::write(&p, &text).unwrap();
+    let df = read_csv_with(&p, CsvOptions::new().blocksize(Some(2000)).sample(500, 10)).unwrap();
+    assert!(df.npartitions().unwrap() > 2);
+    let h = df.head(5).unwrap();
+    assert_eq!(h.height(), 5);
+    assert!(df.compute().is_err());
+}
