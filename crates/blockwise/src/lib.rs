@@ -32,15 +32,21 @@
 extern crate self as blockwise;
 
 pub use blockwise_core as core;
+pub use blockwise_core::register_codec;
 pub use blockwise_core::{Error, ErrorKind, Result, config, delayed::Delayed};
 pub use blockwise_local as local;
 pub use blockwise_local::{Compute, ComputeOptions, Scheduler, compute_all, compute_all_with};
-pub use blockwise_core::register_codec;
 pub use blockwise_macros::{Data, task};
 
+/// Chunked n-dimensional arrays (Dask's `dask.array`).
+#[cfg(feature = "array")]
+pub use blockwise_array as array;
 /// Bags of records, text and JSON lines (Dask's `dask.bag`).
 #[cfg(feature = "bag")]
 pub use blockwise_bag as bag;
+/// Partitioned data frames over Polars (Dask's `dask.dataframe`).
+#[cfg(feature = "frame")]
+pub use blockwise_frame as frame;
 
 /// `delayed` calls and values (Dask's `dask.delayed`).
 pub mod delayed {
@@ -52,6 +58,13 @@ pub mod prelude {
     pub use blockwise_core::delayed::{Delayed, delayed};
     pub use blockwise_core::{Collection, Data as _, Error, Result};
     pub use blockwise_local::{Compute, ComputeOptions, Scheduler, compute_all};
+
+    #[cfg(feature = "array")]
+    pub use blockwise_array::{Array, Reduction, TryCompute};
+    #[cfg(feature = "bag")]
+    pub use blockwise_bag::Bag;
+    #[cfg(feature = "frame")]
+    pub use blockwise_frame::DataFrame;
 }
 
 /// Starts worker mode when this process was launched as a worker of this

@@ -32,7 +32,11 @@ fn describe(n: i64, label: String) -> String {
 
 #[blockwise::task]
 fn refuse_thirteen(x: i64) -> Result<i64, String> {
-    if x == 13 { Err("thirteen is refused by this task".into()) } else { Ok(x) }
+    if x == 13 {
+        Err("thirteen is refused by this task".into())
+    } else {
+        Ok(x)
+    }
 }
 
 fn child() -> ChildProcess {
@@ -55,7 +59,9 @@ fn same_result_locally_and_in_a_child_process() -> Result<(), String> {
         return Err(format!("local result {local:?}, expected {expected:?}"));
     }
     let exec: std::sync::Arc<dyn blockwise::core::Executor> = std::sync::Arc::new(child());
-    let remote = graph().compute_with(Scheduler::Executor(exec)).map_err(|e| e.to_string())?;
+    let remote = graph()
+        .compute_with(Scheduler::Executor(exec))
+        .map_err(|e| e.to_string())?;
     if remote != local {
         return Err(format!("child process gave {remote:?}, this process {local:?}"));
     }
@@ -64,8 +70,8 @@ fn same_result_locally_and_in_a_child_process() -> Result<(), String> {
 
 fn plan_roundtrips_through_bytes() -> Result<(), String> {
     let g = graph();
-    let plan = blockwise::core::Plan::build(&g.graph(), &g.output_keys(), &Default::default())
-        .map_err(|e| e.to_string())?;
+    let plan =
+        blockwise::core::Plan::build(&g.graph(), &g.output_keys(), &Default::default()).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     plan.encode(&mut bytes).map_err(|e| e.to_string())?;
     let back = blockwise::core::Plan::decode(&bytes).map_err(|e| e.to_string())?;
@@ -146,10 +152,16 @@ type Check = fn() -> Result<(), String>;
 fn main() {
     blockwise::init();
     let tests: &[(&str, Check)] = &[
-        ("same_result_locally_and_in_a_child_process", same_result_locally_and_in_a_child_process),
+        (
+            "same_result_locally_and_in_a_child_process",
+            same_result_locally_and_in_a_child_process,
+        ),
         ("plan_roundtrips_through_bytes", plan_roundtrips_through_bytes),
         ("a_different_executable_is_refused", a_different_executable_is_refused),
-        ("unregistered_closure_is_a_clear_error", unregistered_closure_is_a_clear_error),
+        (
+            "unregistered_closure_is_a_clear_error",
+            unregistered_closure_is_a_clear_error,
+        ),
         ("task_error_in_child_names_the_key", task_error_in_child_names_the_key),
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
