@@ -40,7 +40,7 @@ pub mod visualize;
 
 pub use error::{Error, ErrorKind, Result, ResultExt};
 pub use exec::{Callback, Collection, Executor, RunOptions};
-pub use graph::{BlockArg, Blockwise, Graph, IndexMap, Input, Layer, LayerBody, Task};
+pub use graph::{BlockArg, Blockwise, Graph, IndexMap, Input, Layer, LayerBody, Task, TaskPart};
 pub use key::{Key, Name, Tokenizer};
 pub use op::{FnOp, Op, TaskFn};
 pub use plan::{Plan, PlanOptions, Slot};

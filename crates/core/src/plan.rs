@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Input, Layer};
+use crate::graph::{Graph, Layer, TaskPart};
 use crate::key::{Key, Name};
 use crate::op::Op;
 use crate::order;
@@ -332,28 +332,61 @@ fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
 }
 
 /// The layers of a graph, found by key name, each with a table from a
-/// task's position in its layer to its plan id (made on first use).
+/// task's position in its layer to its plan id.
 struct LayerTables {
     layers: Vec<Arc<Layer>>,
-    by_name: HashMap<Name, usize>,
-    /// Names are shared `Arc<str>`s: most lookups hit this table by address
-    /// and never hash the string.
+    /// Names are shared `Arc<str>`s: lookups find a layer by the address of
+    /// its name and never hash the string. Every layer's own name is entered
+    /// up front (layers with equal names — the same computation built twice —
+    /// share one entry); other `Name`s with a known text are added on first
+    /// sight.
     by_addr: HashMap<usize, usize, BuildHasherDefault<AddrHasher>>,
-    ids: Vec<Vec<u32>>,
+    by_name: HashMap<Name, usize, xxhash_rust::xxh3::Xxh3Builder>,
+    /// Where layer `l`'s positions start in `ids`.
+    base: Vec<usize>,
+    ids: Vec<u32>,
 }
 
 const UNSEEN: u32 = u32::MAX;
 
 impl LayerTables {
     fn new(graph: &Graph) -> Result<Self> {
-        let layers: Vec<Arc<Layer>> = graph.layers_by_name()?.into_values().collect();
-        let by_name = layers.iter().enumerate().map(|(i, l)| (l.name().clone(), i)).collect();
-        let ids = vec![Vec::new(); layers.len()];
+        let all = graph.layers();
+        let mut layers = Vec::with_capacity(all.len());
+        let mut by_addr = HashMap::with_capacity_and_hasher(all.len(), BuildHasherDefault::<AddrHasher>::default());
+        let mut by_name = HashMap::with_capacity_and_hasher(all.len(), xxhash_rust::xxh3::Xxh3Builder::new());
+        let mut base = Vec::with_capacity(all.len());
+        let mut total = 0usize;
+        for layer in all {
+            let l = match by_name.entry(layer.name().clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let l = *e.get();
+                    let first: &Arc<Layer> = &layers[l];
+                    if first.len() != layer.len() {
+                        return Err(Error::graph(format!(
+                            "two different layers are named {}: names must be unique per computation",
+                            layer.name()
+                        )));
+                    }
+                    l
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let l = layers.len();
+                    e.insert(l);
+                    base.push(total);
+                    total += layer.len();
+                    layers.push(layer.clone());
+                    l
+                }
+            };
+            by_addr.insert(layer.name().addr(), l);
+        }
         Ok(LayerTables {
             layers,
+            by_addr,
             by_name,
-            by_addr: HashMap::default(),
-            ids,
+            base,
+            ids: vec![UNSEEN; total],
         })
     }
 
@@ -380,11 +413,7 @@ impl LayerTables {
                 ))
             }));
         };
-        let table = &mut self.ids[l];
-        if table.is_empty() {
-            *table = vec![UNSEEN; layer.len()];
-        }
-        Ok(&mut table[pos])
+        Ok(&mut self.ids[self.base[l] + pos])
     }
 }
 
@@ -407,74 +436,96 @@ impl std::hash::Hasher for AddrHasher {
 }
 
 /// Cull and expand: every task the outputs need, and nothing else.
+///
+/// Ids are given in discovery order, so each task's inputs become slots the
+/// moment it is expanded; no `Task` is ever built. Rows are stored in
+/// expansion order and put in id order at the end.
 fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     let mut tables = LayerTables::new(graph)?;
     let mut keys: Vec<Key> = Vec::new();
-    let mut tasks = Vec::new();
-    let mut stack: Vec<(Key, u32)> = outputs.iter().rev().map(|k| (k.clone(), UNSEEN)).collect();
-    while let Some((key, needed_by)) = stack.pop() {
+    let mut ops: Vec<Option<Arc<dyn Op>>> = Vec::new();
+    let mut stack: Vec<u32> = Vec::new();
+    let mut output_ids = Vec::with_capacity(outputs.len());
+    for key in outputs {
         let Some(l) = tables.layer_of(&key.name) else {
-            let who = if needed_by == UNSEEN {
-                format!("output key {key} was requested")
-            } else {
-                format!("task {} reads key {key}", keys[needed_by as usize])
-            };
             return Err(Error::graph(format!(
-                "{who}, but no layer of the graph is named {}",
+                "output key {key} was requested, but no layer of the graph is named {}",
                 key.name
             )));
         };
         let slot = tables.slot(l, &key.index)?;
-        if *slot != UNSEEN {
-            continue;
+        if *slot == UNSEEN {
+            *slot = keys.len() as u32;
+            keys.push(key.clone());
+            ops.push(None);
         }
-        let id = keys.len() as u32;
-        *slot = id;
-        let task = tables.layers[l].task(&key.index)?;
-        keys.push(key);
-        for input in task.inputs.iter().rev() {
-            if let Input::Key(dep) = input {
-                // Skip what is already planned; a missing layer or key is
-                // reported when popped, naming this task.
-                let planned = match tables.layer_of(&dep.name) {
-                    Some(dl) => matches!(tables.slot(dl, &dep.index), Ok(s) if *s != UNSEEN),
-                    None => false,
-                };
-                if !planned {
-                    stack.push((dep.clone(), id));
+        output_ids.push(*slot);
+    }
+    stack.extend((0..keys.len() as u32).rev());
+    // Rows in expansion order: (task id, end of its slots).
+    let mut rows: Vec<(u32, u32)> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut pending: Vec<u32> = Vec::new();
+    while let Some(id) = stack.pop() {
+        let key = keys[id as usize].clone();
+        let Some(l) = tables.layer_of(&key.name) else {
+            return Err(Error::graph(format!("no layer of the graph is named {}", key.name)));
+        };
+        let layer = tables.layers[l].clone();
+        pending.clear();
+        layer.visit_task(&key.index, |part| {
+            match part {
+                TaskPart::Op(op) => ops[id as usize] = Some(op.clone()),
+                TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
+                TaskPart::Key(name, index) => {
+                    let Some(dl) = tables.layer_of(name) else {
+                        return Err(Error::graph(format!(
+                            "task {key} reads key {}, but no layer of the graph is named {name}",
+                            Key::new(name.clone(), index)
+                        )));
+                    };
+                    let slot = tables.slot(dl, index)?;
+                    if *slot == UNSEEN {
+                        *slot = keys.len() as u32;
+                        keys.push(Key::new(name.clone(), index));
+                        ops.push(None);
+                        pending.push(*slot);
+                    }
+                    slots.push(Slot::Task(*slot));
                 }
             }
-        }
-        tasks.push(task);
+            Ok(())
+        })?;
+        rows.push((id, slots.len() as u32));
+        // First input expanded first, as a depth-first walk would.
+        stack.extend(pending.iter().rev());
     }
     let n = keys.len();
-    let mut ops = Vec::with_capacity(n);
+    // Rows back in id order.
+    let mut row_at = vec![(0u32, 0u32); n];
+    let mut start = 0u32;
+    for &(id, end) in &rows {
+        row_at[id as usize] = (start, end);
+        start = end;
+    }
+    drop(rows);
     let mut slot_offsets = Vec::with_capacity(n + 1);
     slot_offsets.push(0u32);
-    let mut slots = Vec::with_capacity(n);
-    for task in tasks {
-        ops.push(task.op);
-        for input in task.inputs {
-            slots.push(match input {
-                Input::Literal(v) => Slot::Literal(v),
-                Input::Key(k) => {
-                    let l = tables
-                        .layer_of(&k.name)
-                        .ok_or_else(|| Error::graph(format!("key {k} was not planned")))?;
-                    Slot::Task(*tables.slot(l, &k.index)?)
-                }
-            });
+    let mut ordered = Vec::with_capacity(slots.len());
+    for &(a, b) in &row_at {
+        for s in &mut slots[a as usize..b as usize] {
+            ordered.push(std::mem::replace(s, Slot::Task(0)));
         }
-        slot_offsets.push(slots.len() as u32);
+        slot_offsets.push(ordered.len() as u32);
     }
-    let mut output_ids = Vec::with_capacity(outputs.len());
-    for k in outputs {
-        let l = tables
-            .layer_of(&k.name)
-            .ok_or_else(|| Error::graph(format!("output key {k} was not planned")))?;
-        output_ids.push(*tables.slot(l, &k.index)?);
-    }
-    let plan = Plan::assemble(keys, ops, slot_offsets, slots, output_ids)?;
+    drop(slots);
+    drop(row_at);
+    let ops = ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| op.ok_or_else(|| Error::graph(format!("task {} was never expanded", keys[i]))))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = Plan::assemble(keys, ops, slot_offsets, ordered, output_ids)?;
     plan.check_acyclic()?;
     Ok(plan)
 }
@@ -700,7 +751,7 @@ crate::register_op!("blockwise.fused", decode_fused);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Layer, LayerBody, Task};
+    use crate::graph::{Input, Layer, LayerBody, Task};
     use crate::op::{FnOp, identity};
 
     fn inc(x: i64) -> i64 {
