@@ -39,7 +39,9 @@
 //! - Grouping: `foldby` (the fast path) and `groupby` (a hash shuffle); see
 //!   [`group`].
 //! - Sinks: `compute()` (all records, in order), `take(n)` (only the
-//!   partitions it needs), `to_textfiles`, `to_json_lines`, `to_delayed`.
+//!   partitions it needs), `to_textfiles`, `to_json_lines`, `to_delayed`,
+//!   and with the `frame` feature `to_dataframe` into blockwise-frame's
+//!   `DataFrame` (module `to_frame`).
 //!
 //! ## Closures and clusters
 //!
@@ -57,6 +59,8 @@ pub mod reduce;
 mod size;
 pub mod stage;
 pub mod text;
+#[cfg(feature = "frame")]
+pub mod to_frame;
 
 pub use bag::{Bag, DEFAULT_SPLIT_EVERY, JsonKey, concat, from_delayed, from_partitions, from_sequence, range};
 pub use partition::{Element, Partition, Scalar};

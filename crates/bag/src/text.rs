@@ -678,9 +678,11 @@ fn output_path(pattern: &str, name: &str) -> PathBuf {
     }
 }
 
+/// An output file, plain or gzip (the encoder is boxed: it is several
+/// hundred bytes, the plain writer a few words).
 enum Writer {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Writer {
@@ -691,7 +693,7 @@ impl Writer {
         let file = BufWriter::with_capacity(BUFFER, File::create(path)?);
         let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
         Ok(if gzip {
-            Writer::Gzip(GzEncoder::new(file, GzLevel::default()))
+            Writer::Gzip(Box::new(GzEncoder::new(file, GzLevel::default())))
         } else {
             Writer::Plain(file)
         })

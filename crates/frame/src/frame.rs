@@ -542,7 +542,7 @@ impl DataFrame {
         }) = &node.kind
         {
             // Parquet footers hold the row counts.
-            return Ok(p.rows.iter().sum());
+            return Ok(p.rows().iter().sum());
         }
         let first = match node.schema.iter_names().next() {
             Some(c) => c.to_string(),

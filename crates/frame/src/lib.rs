@@ -23,7 +23,8 @@
 //!   hash-shuffle both; sorting samples boundaries and range-shuffles
 //!   (`sort`).
 //! - Readers: CSV (globs, byte-range blocks, one inferred schema, gzip),
-//!   Parquet (footers checked, projection and row-group pruning), JSON lines,
+//!   Parquet (footers checked, partitions of row groups, projection,
+//!   row groups pruned by their statistics), JSON lines,
 //!   in-memory Polars frames. Writers: CSV and Parquet, one file per
 //!   partition, each written atomically.
 //!
@@ -37,6 +38,7 @@ mod ops;
 mod partition;
 mod plan;
 mod polars_api;
+mod records;
 mod reduce;
 mod sort;
 mod step;
@@ -49,9 +51,11 @@ use polars::prelude::{DataFrame as PlFrame, SchemaRef};
 pub use frame::{DEFAULT_SPLIT_EVERY, DataFrame, GroupBy, GroupedColumn, JoinOptions, Scalar, Series};
 pub use io::blocks::IntoPaths;
 pub use io::csv::CsvOptions;
+pub use io::parquet::{DEFAULT_PARQUET_BLOCKSIZE, ParquetOptions};
 pub use ops::PartitionFnPtr;
 pub use partition::Partition;
 pub use polars_api::JoinHow;
+pub use records::{from_delayed, records_to_polars};
 pub use reduce::{Agg, AggKind};
 
 /// The Polars version this crate is built against (re-exported, so users
@@ -71,12 +75,7 @@ pub fn read_csv(paths: impl IntoPaths) -> Result<DataFrame> {
 pub fn read_csv_with(paths: impl IntoPaths, options: CsvOptions) -> Result<DataFrame> {
     let files = io::blocks::expand(paths.into_patterns(), &[".csv", ".csv.gz", ".txt", ".tsv", ".gz"])?;
     let source = io::csv::plan(files, &options)?;
-    let source = Source {
-        data: SourceData::Csv(Arc::new(source)),
-        columns: None,
-        predicate: None,
-        limit: None,
-    };
+    let source = Source::new(SourceData::Csv(Arc::new(source)));
     let frame = source_frame(source);
     match options.columns {
         Some(cols) => {
@@ -91,16 +90,21 @@ pub fn read_csv_with(paths: impl IntoPaths, options: CsvOptions) -> Result<DataF
 }
 
 /// Reads Parquet files: a glob, a file, a directory (its `*.parquet`
-/// files), or a list. One partition per file.
+/// files), or a list, with default [`ParquetOptions`]: one partition per
+/// file, files above 256 MiB (uncompressed) cut between row groups.
+///
+/// Only the columns the computation uses are decoded, and a filter pushed
+/// into the read skips the row groups whose statistics rule it out
+/// ([`DataFrame::explain`] shows how many).
 pub fn read_parquet(paths: impl IntoPaths) -> Result<DataFrame> {
+    read_parquet_with(paths, ParquetOptions::default())
+}
+
+/// Reads Parquet files, cut into partitions as `options` says.
+pub fn read_parquet_with(paths: impl IntoPaths, options: ParquetOptions) -> Result<DataFrame> {
     let files = io::blocks::expand(paths.into_patterns(), &[".parquet", ".pq"])?;
-    let source = io::parquet::plan(files)?;
-    Ok(source_frame(Source {
-        data: SourceData::Parquet(Arc::new(source)),
-        columns: None,
-        predicate: None,
-        limit: None,
-    }))
+    let source = io::parquet::plan(files, &options)?;
+    Ok(source_frame(Source::new(SourceData::Parquet(Arc::new(source)))))
 }
 
 /// Reads JSON lines files (one JSON object per line), 64 MiB blocks, the
@@ -114,12 +118,7 @@ pub fn read_json(paths: impl IntoPaths) -> Result<DataFrame> {
 pub fn read_json_with(paths: impl IntoPaths, blocksize: Option<u64>, schema: Option<SchemaRef>) -> Result<DataFrame> {
     let files = io::blocks::expand(paths.into_patterns(), &[".json", ".jsonl", ".ndjson", ".gz"])?;
     let source = io::json::plan(files, blocksize, schema)?;
-    Ok(source_frame(Source {
-        data: SourceData::Json(Arc::new(source)),
-        columns: None,
-        predicate: None,
-        limit: None,
-    }))
+    Ok(source_frame(Source::new(SourceData::Json(Arc::new(source)))))
 }
 
 /// A lazy frame over an in-memory Polars frame, cut into `npartitions` runs
@@ -134,12 +133,10 @@ pub fn from_polars(df: PlFrame, npartitions: usize) -> Result<DataFrame> {
             polars_api::slice(&df, a, b - a)
         })
         .collect();
-    Ok(source_frame(Source {
-        data: SourceData::Frames(Arc::new(parts), fingerprint),
-        columns: None,
-        predicate: None,
-        limit: None,
-    }))
+    Ok(source_frame(Source::new(SourceData::Frames(
+        Arc::new(parts),
+        fingerprint,
+    ))))
 }
 
 fn source_frame(source: Source) -> DataFrame {

@@ -16,8 +16,10 @@
 //!   nothing between them can change which rows or values the filter sees
 //!   (see [`crate::step::Step::filter_can_pass`]) and no other consumer reads
 //!   that reader. CSV and JSON readers then drop rows right after parsing a
-//!   block; the Parquet reader hands the filter to Polars, which skips row
-//!   groups by their statistics;
+//!   block; for a Parquet reader the row groups whose min/max/null-count
+//!   statistics rule the filter out are dropped from the read right here,
+//!   at planning time (`ParquetSource::prune`), so their bytes are never
+//!   touched, and the filter runs on the rows of the others;
 //! - **limit pushdown**: `head(n)` over a reader reads at most `n` rows.
 //!
 //! [`lower`] turns the optimized plan into layers of the task graph; each
@@ -77,9 +79,23 @@ pub(crate) struct Source {
     pub(crate) columns: Option<Vec<String>>,
     pub(crate) predicate: Option<Expr>,
     pub(crate) limit: Option<usize>,
+    /// Parquet only: for each partition, the row groups left to read after
+    /// pruning by statistics (`None`: all of them).
+    pub(crate) row_groups: Option<Arc<Vec<Vec<usize>>>>,
 }
 
 impl Source {
+    /// A reader of `data`, all columns, nothing pushed into it yet.
+    pub(crate) fn new(data: SourceData) -> Source {
+        Source {
+            data,
+            columns: None,
+            predicate: None,
+            limit: None,
+            row_groups: None,
+        }
+    }
+
     pub(crate) fn file_schema(&self) -> SchemaRef {
         match &self.data {
             SourceData::Csv(s) => s.file_schema.clone(),
@@ -92,7 +108,7 @@ impl Source {
     pub(crate) fn npartitions(&self) -> usize {
         match &self.data {
             SourceData::Csv(s) => s.blocks.len(),
-            SourceData::Parquet(s) => s.files.len(),
+            SourceData::Parquet(s) => s.pieces.len(),
             SourceData::Json(s) => s.blocks.len(),
             SourceData::Frames(f, _) => f.len(),
         }
@@ -124,8 +140,13 @@ impl Source {
             SourceData::Parquet(s) => {
                 t.str("parquet");
                 for f in &s.files {
-                    t.str(f);
-                    file_stamp(&mut t, f);
+                    t.str(&f.path);
+                    file_stamp(&mut t, &f.path);
+                }
+                for p in &s.pieces {
+                    t.u64(p.file as u64)
+                        .u64(p.row_groups.start as u64)
+                        .u64(p.row_groups.end as u64);
                 }
             }
             SourceData::Json(s) => {
@@ -164,7 +185,7 @@ fn file_stamp(t: &mut Tokenizer, path: &str) {
     }
 }
 
-fn bytes_token<T: serde::Serialize>(t: &mut Tokenizer, value: &T) {
+pub(crate) fn bytes_token<T: serde::Serialize>(t: &mut Tokenizer, value: &T) {
     match polars_api::ser(value) {
         Ok(b) => {
             t.bytes(&b);
@@ -514,6 +535,7 @@ fn rebuild(
                 columns,
                 predicate: s.predicate.clone(),
                 limit: s.limit,
+                row_groups: s.row_groups.clone(),
             };
             let schema = source.out_schema();
             Node::new(Kind::Source(source), schema, node.npartitions, node.divisions.clone())
@@ -545,11 +567,18 @@ fn rebuild(
                                 Some(q) => q.and(p),
                             });
                         }
+                        // Row groups whose statistics rule the filter out
+                        // are dropped from the read now, at planning time.
+                        let row_groups = match (&src.data, &pred) {
+                            (SourceData::Parquet(p), Some(pred)) => p.prune(pred),
+                            _ => None,
+                        };
                         let source = Source {
                             data: clone_data(&src.data),
                             columns: src.columns.clone(),
                             predicate: pred,
                             limit: None,
+                            row_groups,
                         };
                         let schema = source.out_schema();
                         input2 = Node::new(
@@ -664,6 +693,7 @@ fn rebuild(
                     columns: src.columns.clone(),
                     predicate: None,
                     limit: Some(src.limit.map_or(*n, |l| l.min(*n))),
+                    row_groups: src.row_groups.clone(),
                 };
                 let schema = source.out_schema();
                 input2 = Node::new(
@@ -715,7 +745,20 @@ fn explain_into(node: &Arc<Node>, depth: usize, out: &mut String, seen: &mut Has
                     let files: BTreeSet<&str> = c.blocks.iter().map(|b| b.path.as_str()).collect();
                     ("ReadCsv", format!("{} files", files.len()))
                 }
-                SourceData::Parquet(p) => ("ReadParquet", format!("{} files", p.files.len())),
+                SourceData::Parquet(p) => {
+                    let total = p.n_row_groups();
+                    let groups = match &s.row_groups {
+                        None => format!("{total} row groups"),
+                        Some(kept) => {
+                            let read: usize = kept.iter().map(Vec::len).sum();
+                            format!(
+                                "{read} of {total} row groups read ({} pruned by statistics)",
+                                total - read
+                            )
+                        }
+                    };
+                    ("ReadParquet", format!("{} files, {groups}", p.files.len()))
+                }
                 SourceData::Json(j) => {
                     let files: BTreeSet<&str> = j.blocks.iter().map(|b| b.path.as_str()).collect();
                     ("ReadJson", format!("{} files", files.len()))
@@ -933,23 +976,38 @@ fn lower_one(node: &Arc<Node>, memo: &HashMap<Ptr, Arc<Lowered>>) -> Result<Lowe
                         })
                         .collect(),
                 ),
-                SourceData::Parquet(p) => (
-                    "read-parquet",
-                    p.files
-                        .iter()
-                        .map(|f| {
-                            Task::new(
-                                ops::op(ReadParquetTask {
-                                    path: f.clone(),
-                                    columns: s.columns.clone(),
-                                    predicate: s.predicate.clone(),
-                                    limit: s.limit,
-                                }),
-                                vec![],
-                            )
-                        })
-                        .collect(),
-                ),
+                SourceData::Parquet(p) => {
+                    let schema = s.out_schema();
+                    (
+                        "read-parquet",
+                        p.pieces
+                            .iter()
+                            .enumerate()
+                            .map(|(i, piece)| {
+                                let file = &p.files[piece.file];
+                                let groups: Vec<usize> = match &s.row_groups {
+                                    Some(kept) => kept[i].clone(),
+                                    None => piece.row_groups.clone().collect(),
+                                };
+                                let row_groups = groups
+                                    .into_iter()
+                                    .map(|rg| (rg, (file.offsets[rg], file.offsets[rg + 1] - file.offsets[rg])))
+                                    .collect();
+                                Task::new(
+                                    ops::op(ReadParquetTask {
+                                        path: file.path.clone(),
+                                        row_groups,
+                                        columns: s.columns.clone(),
+                                        predicate: s.predicate.clone(),
+                                        limit: s.limit,
+                                        schema: schema.clone(),
+                                    }),
+                                    vec![],
+                                )
+                            })
+                            .collect(),
+                    )
+                }
                 SourceData::Json(j) => (
                     "read-json",
                     j.blocks

@@ -47,7 +47,7 @@ use polars::polars_utils::aliases::PlSeedableRandomStateQuality;
 use polars::prelude::{
     AnyValue, CompatLevel, CsvParseOptions, CsvReadOptions, CsvWriter, DataFrame as PlFrame, DataType, Expr, IdxCa,
     IdxSize, IntoLazy, IpcStreamReader, IpcStreamWriter, JoinArgs, JoinType, JsonFormat, JsonReader, LazyFrame,
-    NullValues, ParquetReader, ParquetWriter, PlHashMap, PlSmallStr, PolarsError, Scalar, Schema, SchemaRef,
+    NamedFrom, NullValues, ParquetReader, ParquetWriter, PlHashMap, PlSmallStr, PolarsError, Scalar, Schema, SchemaRef,
     Series as PlSeries, SortMultipleOptions, UniqueKeepStrategy,
 };
 use serde::Serialize;
@@ -544,41 +544,270 @@ pub(crate) fn cast_lenient(series: &PlSeries, dtype: &DataType) -> Result<PlSeri
 
 // ---------------------------------------------------------------- Parquet
 
-/// The schema stored in a Parquet file's footer.
-pub(crate) fn parquet_schema(path: &Path) -> Result<(Schema, usize)> {
-    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
-    let mut reader = ParquetReader::new(file);
-    let arrow = reader.schema().pl()?;
-    let schema = <Schema as polars::prelude::SchemaExt>::from_arrow_schema(&arrow);
-    let rows = reader.num_rows().pl()?;
-    Ok((schema, rows))
+/// A Parquet file's footer, read once when a read is planned: the schema,
+/// the row groups (rows, sizes) and the statistics of every column chunk.
+/// Polars keeps the statistics as ranges into the footer's bytes, so holding
+/// a footer costs about the footer's size (kilobytes).
+#[derive(Clone)]
+pub(crate) struct ParquetFooter {
+    metadata: polars::io::parquet::metadata::FileMetadataRef,
+    arrow: Arc<polars::prelude::ArrowSchema>,
+    /// The file's schema, as Polars reads it.
+    pub(crate) schema: Schema,
 }
 
-/// Reads a Parquet file: only `columns`, only rows matching `predicate`
-/// (Polars skips row groups whose statistics exclude it).
-pub(crate) fn parquet_read(
+impl std::fmt::Debug for ParquetFooter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ParquetFooter({} rows in {} row groups)",
+            self.metadata.num_rows,
+            self.metadata.row_groups.len()
+        )
+    }
+}
+
+/// One row group's statistics of one column: min, max, null count.
+type ChunkStatistics = (Option<AnyValue<'static>>, Option<AnyValue<'static>>, Option<u64>);
+
+/// The name of a column of the statistics frame (see
+/// [`ParquetFooter::statistics`]): `kind` is `min`, `max` or `nulls`.
+fn stat_column(kind: &str, column: &str) -> String {
+    format!("__blockwise_{kind}__{column}")
+}
+
+/// The row count column of the statistics frame.
+const STAT_LEN: &str = "__blockwise_len__";
+
+/// Whether min/max statistics of a column of this dtype are read and used
+/// for pruning (plain scalars whose Parquet order is Polars' order).
+fn has_usable_statistics(dtype: &DataType) -> bool {
+    dtype.is_primitive_numeric()
+        || matches!(
+            dtype,
+            DataType::Boolean | DataType::String | DataType::Date | DataType::Datetime(..)
+        )
+}
+
+impl ParquetFooter {
+    /// Reads the footer of the Parquet file at `path`.
+    pub(crate) fn read(path: &Path) -> Result<ParquetFooter> {
+        let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+        let mut reader = ParquetReader::new(file);
+        let arrow = reader.schema().pl()?;
+        let metadata = reader.get_metadata().pl()?.clone();
+        let schema = <Schema as polars::prelude::SchemaExt>::from_arrow_schema(&arrow);
+        Ok(ParquetFooter {
+            metadata,
+            arrow,
+            schema,
+        })
+    }
+
+    /// Rows and uncompressed bytes of each row group, in file order.
+    pub(crate) fn row_groups(&self) -> Vec<(usize, usize)> {
+        self.metadata
+            .row_groups
+            .iter()
+            .map(|rg| (rg.num_rows(), rg.total_byte_size()))
+            .collect()
+    }
+
+    /// The min, max and null count of `column` in each row group, as values
+    /// of `dtype` (`None` where the file holds no usable statistics).
+    fn column_statistics(&self, column: &str, dtype: &DataType) -> Vec<ChunkStatistics> {
+        use polars::io::parquet::metadata::{ParquetStatistics, deserialize};
+        let unknown: ChunkStatistics = (None, None, None);
+        let Some(field) = self.arrow.get(column) else {
+            return vec![unknown; self.metadata.row_groups.len()];
+        };
+        let value = |array: Option<polars::prelude::ArrayRef>| -> Option<AnyValue<'static>> {
+            let series = PlSeries::try_from((PlSmallStr::from(column), array?)).ok()?;
+            let series = series.cast(dtype).ok()?;
+            if series.len() != 1 {
+                return None;
+            }
+            series.get(0).ok().map(|v| v.into_static()).filter(|v| !v.is_null())
+        };
+        self.metadata
+            .row_groups
+            .iter()
+            .map(|rg| {
+                let read = || {
+                    let mut chunks = rg.columns_under_root_iter(column)?;
+                    if chunks.len() != 1 {
+                        return None;
+                    }
+                    let stats = deserialize(field, &mut chunks, &self.metadata.footer_buf).ok()??;
+                    let ParquetStatistics::Column(stats) = stats else {
+                        return None;
+                    };
+                    let stats = stats.into_arrow().ok()?;
+                    Some((value(stats.min_value), value(stats.max_value), stats.null_count))
+                };
+                // Polars' statistics decoder has `todo!()` arms for physical
+                // types it does not expect; a file we cannot prune must still
+                // be read, never crash the planner.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(unknown.clone())
+            })
+            .collect()
+    }
+
+    /// One row per row group: its row count and, for each of `columns`,
+    /// min, max and null count (null where unknown).
+    fn statistics(&self, columns: &[String]) -> Result<PlFrame> {
+        let lens: Vec<u64> = self.metadata.row_groups.iter().map(|rg| rg.num_rows() as u64).collect();
+        let height = lens.len();
+        let mut out: Vec<polars::prelude::Column> = vec![PlSeries::new(STAT_LEN.into(), lens).into()];
+        for c in columns {
+            let Some(dtype) = self.schema.get(c.as_str()) else {
+                continue;
+            };
+            let stats = if has_usable_statistics(dtype) {
+                self.column_statistics(c, dtype)
+            } else {
+                vec![(None, None, None); height]
+            };
+            let (mut mins, mut maxs, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
+            for (lo, hi, n) in stats {
+                mins.push(lo.unwrap_or(AnyValue::Null));
+                maxs.push(hi.unwrap_or(AnyValue::Null));
+                nulls.push(n);
+            }
+            out.push(
+                PlSeries::from_any_values_and_dtype(stat_column("min", c).into(), &mins, dtype, false)
+                    .pl()?
+                    .into(),
+            );
+            out.push(
+                PlSeries::from_any_values_and_dtype(stat_column("max", c).into(), &maxs, dtype, false)
+                    .pl()?
+                    .into(),
+            );
+            out.push(PlSeries::new(stat_column("nulls", c).into(), nulls).into());
+        }
+        PlFrame::new(height, out).pl()
+    }
+
+    /// Which row groups may hold rows for which `predicate` is true, from
+    /// their min/max/null-count statistics: `None` when the statistics
+    /// cannot decide anything (the predicate has no part they can judge).
+    /// A row group is only ruled out when its statistics prove that no row
+    /// matches.
+    pub(crate) fn row_groups_matching(&self, predicate: &Expr) -> Option<Vec<bool>> {
+        let condition = stats_condition(predicate, &self.schema)?;
+        let mut columns = expr_inputs(predicate)?;
+        columns.sort();
+        columns.dedup();
+        let stats = self.statistics(&columns).ok()?;
+        let keep = lazy(stats)
+            .select([condition.fill_null(polars::prelude::lit(true)).alias("keep")])
+            .collect()
+            .ok()?;
+        let keep = keep.column("keep").ok()?.as_materialized_series().bool().ok()?;
+        Some(keep.iter().map(|k| k.unwrap_or(true)).collect())
+    }
+}
+
+/// Rewrites a filter into a condition on the statistics frame that is false
+/// for a row group only when no row of it can satisfy the filter, or `None`
+/// when the statistics cannot judge it. Evaluated with three-valued logic,
+/// a null (statistics missing) counts as "may match". Recognised: `and`,
+/// `or`, comparisons of a column with a literal, `is_null`, `is_not_null`.
+fn stats_condition(expr: &Expr, schema: &Schema) -> Option<Expr> {
+    use polars::prelude::{BooleanFunction, FunctionExpr, Operator, col, lit};
+    match expr {
+        Expr::BinaryExpr { left, op, right } => match op {
+            Operator::And | Operator::LogicalAnd => {
+                match (stats_condition(left, schema), stats_condition(right, schema)) {
+                    (Some(a), Some(b)) => Some(a.and(b)),
+                    (Some(a), None) | (None, Some(a)) => Some(a),
+                    (None, None) => None,
+                }
+            }
+            Operator::Or | Operator::LogicalOr => {
+                Some(stats_condition(left, schema)?.or(stats_condition(right, schema)?))
+            }
+            Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                let (column, value, op) = match (&**left, &**right) {
+                    (Expr::Column(c), v @ Expr::Literal(_)) => (c, v, *op),
+                    (v @ Expr::Literal(_), Expr::Column(c)) => (
+                        c,
+                        v,
+                        match op {
+                            Operator::Lt => Operator::Gt,
+                            Operator::LtEq => Operator::GtEq,
+                            Operator::Gt => Operator::Lt,
+                            Operator::GtEq => Operator::LtEq,
+                            other => *other,
+                        },
+                    ),
+                    _ => return None,
+                };
+                let dtype = schema.get(column.as_str())?;
+                if !has_usable_statistics(dtype) {
+                    return None;
+                }
+                // Parquet writers leave NaN out of float statistics, and
+                // Polars orders NaN above every number: only `<` and `<=`
+                // (which NaN never satisfies) are safe to judge on floats.
+                let float = dtype.is_float();
+                let v = value.clone();
+                let min = col(stat_column("min", column));
+                let max = col(stat_column("max", column));
+                match op {
+                    Operator::Lt => Some(min.lt(v)),
+                    Operator::LtEq => Some(min.lt_eq(v)),
+                    Operator::Gt if !float => Some(max.gt(v)),
+                    Operator::GtEq if !float => Some(max.gt_eq(v)),
+                    Operator::Eq if !float => Some(min.lt_eq(v.clone()).and(max.gt_eq(v))),
+                    Operator::NotEq if !float => Some(min.neq(v.clone()).or(max.neq(v))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        },
+        Expr::Function {
+            input,
+            function: FunctionExpr::Boolean(f),
+        } => match (f, input.as_slice()) {
+            (BooleanFunction::IsNull, [Expr::Column(c)]) if schema.get(c.as_str()).is_some() => {
+                Some(col(stat_column("nulls", c)).gt(lit(0u64)))
+            }
+            (BooleanFunction::IsNotNull, [Expr::Column(c)]) if schema.get(c.as_str()).is_some() => {
+                Some(col(stat_column("nulls", c)).lt(col(STAT_LEN)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Reads rows `slice` (`(offset, len)`; `None`: all) of a Parquet file, only
+/// `columns` (`None`: all). Row groups outside the slice are not read at
+/// all: not decoded, their bytes not touched.
+pub(crate) fn parquet_read_rows(
     path: &Path,
     columns: Option<&[String]>,
-    predicate: Option<&Expr>,
-    n_rows: Option<usize>,
+    slice: Option<(usize, usize)>,
 ) -> Result<PlFrame> {
-    let args = polars::prelude::ScanArgsParquet {
-        n_rows,
-        ..Default::default()
-    };
-    let p = polars::prelude::PlRefPath::new(path.to_string_lossy().as_ref());
-    let mut lf = LazyFrame::scan_parquet(p, args).pl()?;
-    if let Some(pred) = predicate {
-        lf = lf.filter(pred.clone());
-    }
-    if let Some(cols) = columns {
-        lf = lf.select(
-            cols.iter()
-                .map(|c| polars::prelude::col(c.as_str()))
-                .collect::<Vec<_>>(),
-        );
-    }
-    lf.collect().pl()
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    ParquetReader::new(file)
+        .with_columns(columns.map(<[String]>::to_vec))
+        .with_slice(slice)
+        // The row-group strategy is the one that skips the row groups
+        // outside the slice (the column strategy walks every row group).
+        .read_parallel(polars::io::parquet::read::ParallelStrategy::RowGroups)
+        .finish()
+        .pl()
+}
+
+/// The rows of `df` for which `predicate` is true.
+pub(crate) fn filter(df: PlFrame, predicate: &Expr) -> Result<PlFrame> {
+    lazy(df).filter(predicate.clone()).collect().pl()
 }
 
 /// Writes `df` as Parquet (Zstd compression, statistics on) to `w`.

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::Path;
 
 use blockwise_frame::polars::prelude::{self as pl, DataType, col, lit};
-use blockwise_frame::{CsvOptions, read_csv, read_csv_with, read_json, read_parquet};
+use blockwise_frame::{
+    CsvOptions, ParquetOptions, read_csv, read_csv_with, read_json, read_parquet, read_parquet_with,
+};
 use blockwise_local::Compute;
 use common::{assert_same, executors, temp_dir};
 
@@ -341,6 +343,179 @@ fn parquet_roundtrip_projection_and_filters() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "no temporary file is left behind");
+}
+
+/// Writes `df` as one Parquet file of row groups of `rows` rows (Polars'
+/// own writer, statistics on).
+fn write_row_groups(df: &pl::DataFrame, path: &Path, rows: usize) {
+    let file = std::fs::File::create(path).unwrap();
+    pl::ParquetWriter::new(file)
+        .with_row_group_size(Some(rows))
+        .with_statistics(pl::StatisticsOptions::full())
+        .finish(&mut df.clone())
+        .unwrap();
+}
+
+/// Byte ranges of a Parquet file's row groups, from its footer.
+fn row_group_ranges(path: &Path) -> Vec<std::ops::Range<u64>> {
+    use blockwise_frame::polars::io::SerReader;
+    let mut reader = pl::ParquetReader::new(std::fs::File::open(path).unwrap());
+    let meta = reader.get_metadata().unwrap();
+    meta.row_groups.iter().map(|rg| rg.full_byte_range()).collect()
+}
+
+#[test]
+fn parquet_files_split_into_partitions_by_row_group() {
+    let dir = temp_dir("row-groups");
+    let whole = common::sample(8000);
+    let path = dir.join("big.parquet");
+    write_row_groups(&whole, &path, 1000);
+    assert_eq!(row_group_ranges(&path).len(), 8);
+    let p = path.to_str().unwrap();
+    let cases = [
+        (
+            "default (one partition, the file is small)",
+            ParquetOptions::default(),
+            1,
+        ),
+        ("whole files", ParquetOptions::whole_files(), 1),
+        (
+            "3 row groups each",
+            ParquetOptions::default().row_groups_per_partition(3),
+            3,
+        ),
+        (
+            "a blocksize below one row group",
+            ParquetOptions::default().blocksize(1),
+            8,
+        ),
+    ];
+    for (what, options, n) in cases {
+        let df = read_parquet_with(p, options).unwrap();
+        assert_eq!(df.npartitions().unwrap(), n, "{what}");
+        assert_eq!(df.len().unwrap(), 8000, "{what}");
+        for (exec, opts) in executors() {
+            assert_same(
+                &df.compute_with(opts.clone()).unwrap(),
+                &whole,
+                None,
+                &format!("{what} ({exec})"),
+            );
+            let q = df.filter(col("qty").gt(lit(10i64))).select([col("id"), col("qty")]);
+            let want = common::polars(&whole, |l| {
+                l.filter(col("qty").gt(lit(10i64))).select([col("id"), col("qty")])
+            });
+            assert_same(
+                &q.compute_with(opts.clone()).unwrap(),
+                &want,
+                None,
+                &format!("{what} filtered ({exec})"),
+            );
+            assert_eq!(df.head_with(1500, opts).unwrap().height(), 1500, "{what} head");
+        }
+    }
+    // A blocksize of about three row groups' bytes gives partitions of at
+    // most three row groups each.
+    let df = read_parquet_with(p, ParquetOptions::default().blocksize(150_000)).unwrap();
+    assert!(df.npartitions().unwrap() > 1, "{}", df.explain().unwrap());
+    assert_same(&df.compute().unwrap(), &whole, None, "by blocksize");
+}
+
+#[test]
+fn parquet_row_groups_are_pruned_by_statistics_and_never_read() {
+    let dir = temp_dir("prune");
+    let whole = common::sample(8000);
+    let path = dir.join("sorted.parquet");
+    // `id` is 0..8000 in order: row group g holds ids 1000g..1000g+999.
+    write_row_groups(&whole, &path, 1000);
+    let p = path.to_str().unwrap();
+    let by_group = read_parquet_with(p, ParquetOptions::default().row_groups_per_partition(1)).unwrap();
+    let one_partition = read_parquet(p).unwrap();
+    let queries: Vec<(&str, pl::Expr, usize)> = vec![
+        ("id >= 6500", col("id").gt_eq(lit(6500i64)), 2),
+        ("6500 <= id (literal on the left)", lit(6500i64).lt_eq(col("id")), 2),
+        ("id == 4321", col("id").eq(lit(4321i64)), 1),
+        (
+            "id < 1500 and value > 0",
+            col("id").lt(lit(1500i64)).and(col("value").gt(lit(0.0))),
+            2,
+        ),
+        (
+            "id < 500 or id >= 7500",
+            col("id").lt(lit(500i64)).or(col("id").gt_eq(lit(7500i64))),
+            2,
+        ),
+        ("id > 100000", col("id").gt(lit(100_000i64)), 0),
+        ("id is null (no row group has a null id)", col("id").is_null(), 0),
+        (
+            "day > a date after every day",
+            col("day").gt(lit(pl::Scalar::new(DataType::Date, pl::AnyValue::Date(19_100)))),
+            0,
+        ),
+        (
+            "category == \"zz\" (above every string)",
+            col("category").eq(lit("zz")),
+            0,
+        ),
+        (
+            "id < 2000 and category == \"zz\"",
+            col("id").lt(lit(2000i64)).and(col("category").eq(lit("zz"))),
+            0,
+        ),
+    ];
+    for (what, filter, read) in &queries {
+        let want = common::polars(&whole, |l| l.filter(filter.clone()).select([col("id"), col("value")]));
+        for df in [&by_group, &one_partition] {
+            let q = df.filter(filter.clone()).select([col("id"), col("value")]);
+            let plan = q.explain().unwrap();
+            let expect = format!("{read} of 8 row groups read ({} pruned by statistics)", 8 - read);
+            assert!(plan.contains(&expect), "{what}: expected {expect:?} in\n{plan}");
+            for (exec, opts) in executors() {
+                assert_same(&q.compute_with(opts).unwrap(), &want, None, &format!("{what} ({exec})"));
+            }
+        }
+    }
+    // A filter the statistics cannot judge prunes nothing.
+    let plan = one_partition
+        .filter(col("id").cast(DataType::Float64).gt(lit(6500.0)))
+        .explain()
+        .unwrap();
+    assert!(plan.contains("8 row groups") && !plan.contains("pruned"), "{plan}");
+
+    // The proof that pruned row groups are never read: overwrite the bytes
+    // of row groups 0..6 (the footer stays intact). Reading them fails now,
+    // with the file and the row group named; the pruned reads still give
+    // Polars' answer on the original data.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for range in &row_group_ranges(&path)[..6] {
+        for b in &mut bytes[range.start as usize..range.end as usize] {
+            *b = 0xA5;
+        }
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let by_group = read_parquet_with(p, ParquetOptions::default().row_groups_per_partition(1)).unwrap();
+    let err = by_group.compute().unwrap_err().to_string();
+    assert!(err.contains("sorted.parquet") && err.contains("row group "), "{err}");
+    for (what, filter, _) in &queries[..2] {
+        let want = common::polars(&whole, |l| l.filter(filter.clone()).select([col("id"), col("value")]));
+        for options in [
+            ParquetOptions::default(),
+            ParquetOptions::default().row_groups_per_partition(1),
+        ] {
+            let q = read_parquet_with(p, options)
+                .unwrap()
+                .filter(filter.clone())
+                .select([col("id"), col("value")]);
+            for (exec, opts) in executors() {
+                assert_same(
+                    &q.compute_with(opts).unwrap(),
+                    &want,
+                    None,
+                    &format!("{what} over corrupted pruned row groups ({exec})"),
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -741,3 +741,47 @@ fn public_types_are_send_and_sync() {
     check::<blockwise_frame::GroupBy>();
     check::<blockwise_frame::Partition>();
 }
+
+fn sample_slice(offset: i64) -> blockwise_frame::Partition {
+    blockwise_frame::Partition(common::sample(60).slice(offset, 20))
+}
+
+#[test]
+fn from_delayed_checks_each_partition_against_the_schema() {
+    use blockwise_core::delayed::delayed;
+    let whole = common::sample(60);
+    let parts: Vec<_> = [0i64, 20, 40]
+        .into_iter()
+        .map(|o| delayed(sample_slice).call(o))
+        .collect();
+    let df = blockwise_frame::from_delayed(&parts, whole.schema().clone());
+    assert_eq!(df.npartitions().unwrap(), 3);
+    for (exec, opts) in executors() {
+        assert_same(
+            &df.compute_with(opts.clone()).unwrap(),
+            &whole,
+            None,
+            &format!("from_delayed ({exec})"),
+        );
+        let q = df.filter(col("qty").gt(lit(3))).select([col("id"), col("qty")]);
+        let want = polars(&whole, |l| {
+            l.filter(col("qty").gt(lit(3))).select([col("id"), col("qty")])
+        });
+        assert_same(
+            &q.compute_with(opts).unwrap(),
+            &want,
+            None,
+            &format!("from_delayed, filtered ({exec})"),
+        );
+    }
+    let mut wrong = whole.schema().as_ref().clone();
+    wrong.set_dtype("value", DataType::Int64);
+    let err = blockwise_frame::from_delayed(&parts, std::sync::Arc::new(wrong))
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("partition") && err.contains("\"value\"") && err.contains("declared i64"),
+        "{err}"
+    );
+}

@@ -154,3 +154,156 @@ print('ok')
     );
     run_python(&code, &dir);
 }
+
+// ---------------------------------------------------------------- time zones
+
+const TZ_N: usize = 50;
+/// 2024-03-29T23:00:00Z (midnight in Paris), in microseconds: the hourly
+/// series crosses the change to summer time on 2024-03-31.
+const TZ_BASE_US: i64 = 1_711_753_200_000_000;
+
+/// `TZ_N` hourly instants from `TZ_BASE_US` as a Datetime column in `tz`.
+fn tz_column(name: &str, tz: &str) -> pl::Column {
+    let us: Vec<i64> = (0..TZ_N as i64).map(|i| TZ_BASE_US + i * 3_600_000_000).collect();
+    let tz = pl::TimeZone::opt_try_new(Some(tz)).unwrap();
+    pl::Series::new(name.into(), us)
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, tz))
+        .unwrap()
+        .into()
+}
+
+/// Ids, and the same instants in UTC and in Europe/Paris.
+fn tz_expected() -> pl::DataFrame {
+    let mut df = pl::df!("id" => (0..TZ_N as i64).collect::<Vec<_>>()).unwrap();
+    df.with_column(tz_column("t_utc", "UTC")).unwrap();
+    df.with_column(tz_column("t_paris", "Europe/Paris")).unwrap();
+    df
+}
+
+const PANDAS_TZ_FRAME: &str = r#"
+import sys, numpy as np, pandas as pd
+n = 50
+df = pd.DataFrame({
+    "id": np.arange(n, dtype="int64"),
+    "t_utc": pd.date_range("2024-03-29 23:00", periods=n, freq="h", tz="UTC"),
+    "t_paris": pd.date_range("2024-03-30 00:00", periods=n, freq="h", tz="Europe/Paris"),
+})
+assert df["t_paris"].dt.tz_convert("UTC").equals(df["t_utc"])
+"#;
+
+/// `got`'s time columns are in `zones` (`None`: any zone); then its values
+/// are compared as instants with [`tz_expected`].
+fn check_tz(got: &pl::DataFrame, zones: [Option<&str>; 2], what: &str) {
+    let want = tz_expected();
+    assert_eq!(got.get_column_names(), want.get_column_names(), "{what}");
+    let mut got = got.clone();
+    for (name, zone) in ["t_utc", "t_paris"].into_iter().zip(zones) {
+        let c = got.column(name).unwrap();
+        match c.dtype() {
+            DataType::Datetime(_, Some(tz)) => {
+                if let Some(zone) = zone {
+                    assert_eq!(tz.as_str(), zone, "{what}: time zone of {name}");
+                }
+            }
+            other => panic!("{what}: {name} is {other}, not a time-zone-aware Datetime"),
+        }
+        let as_want = c.cast(want.column(name).unwrap().dtype()).unwrap();
+        got.with_column(as_want).unwrap();
+    }
+    common::assert_same(&got, &want, None, what);
+}
+
+#[test]
+fn time_zone_aware_timestamps_written_by_pandas_read_correctly() {
+    let dir = temp_dir("tz-from-pandas");
+    let code = format!(
+        "{PANDAS_TZ_FRAME}
+d = sys.argv[1]
+df.to_parquet(d + '/tz.parquet', index=False, row_group_size=10)
+df.to_csv(d + '/tz.csv', index=False)
+"
+    );
+    run_python(&code, &dir);
+    let pq = dir.join("tz.parquet");
+    for (exec, opts) in executors() {
+        let df = read_parquet(pq.to_str().unwrap()).unwrap();
+        check_tz(
+            &df.compute_with(opts.clone()).unwrap(),
+            [Some("UTC"), Some("Europe/Paris")],
+            &format!("parquet from pandas ({exec})"),
+        );
+        // Local time in the column's zone: 2024-03-31 has 23 hours in Paris.
+        let hours = df
+            .filter(pl::col("t_paris").dt().day().eq(pl::lit(31i8)))
+            .len_with(opts.clone())
+            .unwrap();
+        assert_eq!(hours, 23, "{exec}: hours of 2024-03-31 in Paris");
+        // pyarrow's row-group statistics prune as Polars' do.
+        let by_group = blockwise_frame::read_parquet_with(
+            pq.to_str().unwrap(),
+            blockwise_frame::ParquetOptions::default().row_groups_per_partition(1),
+        )
+        .unwrap();
+        assert_eq!(by_group.npartitions().unwrap(), 5);
+        let q = by_group.filter(pl::col("id").gt_eq(pl::lit(40i64)));
+        let plan = q.explain().unwrap();
+        assert!(plan.contains("1 of 5 row groups read"), "{plan}");
+        let got = q.compute_with(opts.clone()).unwrap();
+        let mut want = tz_expected().slice(40, 10);
+        for name in ["t_utc", "t_paris"] {
+            let c = got.column(name).unwrap().clone();
+            want.with_column(want.column(name).unwrap().cast(c.dtype()).unwrap())
+                .unwrap();
+        }
+        common::assert_same(&got, &want, None, &format!("pruned parquet from pandas ({exec})"));
+        // A time-zone-aware literal prunes on pyarrow's timestamp statistics.
+        for (name, zone) in [("t_utc", "UTC"), ("t_paris", "Europe/Paris")] {
+            let tz = pl::TimeZone::opt_try_new(Some(zone)).unwrap().unwrap();
+            let instant = TZ_BASE_US + 40 * 3_600_000_000;
+            let value =
+                pl::AnyValue::DatetimeOwned(instant, TimeUnit::Microseconds, Some(std::sync::Arc::new(tz.clone())));
+            let literal = pl::lit(pl::Scalar::new(
+                DataType::Datetime(TimeUnit::Microseconds, Some(tz)),
+                value,
+            ));
+            let q = by_group.filter(pl::col(name).gt_eq(literal));
+            let plan = q.explain().unwrap();
+            assert!(plan.contains("1 of 5 row groups read"), "{name}: {plan}");
+            let got = q.compute_with(opts.clone()).unwrap();
+            common::assert_same(&got, &want, None, &format!("{name} >= a {zone} literal ({exec})"));
+        }
+        // CSV holds offsets, not zone names: the instants must survive.
+        let csv = read_csv(dir.join("tz.csv").to_str().unwrap()).unwrap();
+        check_tz(
+            &csv.compute_with(opts).unwrap(),
+            [None, None],
+            &format!("csv from pandas ({exec})"),
+        );
+    }
+}
+
+#[test]
+fn time_zone_aware_timestamps_written_here_read_back_in_pandas() {
+    let dir = temp_dir("tz-to-pandas");
+    let df = blockwise_frame::from_polars(tz_expected(), 3).unwrap();
+    df.to_parquet(dir.join("pq")).unwrap();
+    df.to_csv(dir.join("csv")).unwrap();
+    let code = format!(
+        "{PANDAS_TZ_FRAME}
+import glob
+d = sys.argv[1]
+pq = pd.read_parquet(d + '/pq').reset_index(drop=True)
+assert list(pq.columns) == list(df.columns), list(pq.columns)
+for c in ['t_utc', 't_paris']:
+    assert str(pq[c].dt.tz) == str(df[c].dt.tz), (c, pq[c].dtype)
+    assert (pq[c].dt.tz_convert('UTC').astype('datetime64[us, UTC]') == df[c].dt.tz_convert('UTC').astype('datetime64[us, UTC]')).all(), c
+    assert (pq[c].dt.hour == df[c].dt.hour).all(), c
+csv = pd.concat([pd.read_csv(f) for f in sorted(glob.glob(d + '/csv/part.*.csv'))]).reset_index(drop=True)
+for c in ['t_utc', 't_paris']:
+    got = pd.to_datetime(csv[c], utc=True).astype('datetime64[us, UTC]')
+    assert (got == df[c].dt.tz_convert('UTC').astype('datetime64[us, UTC]')).all(), (c, csv[c].head())
+print('ok')
+"
+    );
+    run_python(&code, &dir);
+}

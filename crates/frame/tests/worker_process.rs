@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use blockwise_core::ErrorKind;
 use blockwise_frame::polars::prelude::{self as pl, IntoLazy, col, lit};
-use blockwise_frame::{CsvOptions, JoinHow, PartitionFnPtr, agg, from_polars, read_csv_with};
+use blockwise_frame::{
+    CsvOptions, JoinHow, ParquetOptions, PartitionFnPtr, agg, from_polars, read_csv_with, read_parquet_with,
+};
 use blockwise_local::process::ChildProcess;
 use blockwise_local::{Compute, Scheduler};
 
@@ -104,6 +106,29 @@ fn csv_join_and_sort() -> Result<(), String> {
     Ok(())
 }
 
+fn parquet_row_groups_pruned_in_a_child() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("blockwise-frame-worker-pq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("rows.parquet");
+    let mut whole = frame().compute_with(Scheduler::Sync).map_err(|e| e.to_string())?;
+    let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+    pl::ParquetWriter::new(file)
+        .with_row_group_size(Some(50))
+        .finish(&mut whole)
+        .map_err(|e| e.to_string())?;
+    let df = read_parquet_with(&path, ParquetOptions::default().row_groups_per_partition(1))
+        .map_err(|e| e.to_string())?
+        .filter(col("id").gt_eq(lit(120i64)))
+        .select([col("id"), col("value")]);
+    let plan = df.explain().map_err(|e| e.to_string())?;
+    if !plan.contains("2 of 4 row groups read") {
+        return Err(format!("row groups were not pruned:\n{plan}"));
+    }
+    same_result("pruned parquet read", &df, &["id"])?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
 fn registered_function_runs_in_a_child() -> Result<(), String> {
     same_result(
         "map_partitions(registered fn)",
@@ -130,9 +155,13 @@ type Check = fn() -> Result<(), String>;
 
 fn main() {
     blockwise_local::process::serve_if_worker();
-    let tests: [(&str, Check); 4] = [
+    let tests: [(&str, Check); 5] = [
         ("steps_and_groupby", steps_and_groupby),
         ("csv_join_and_sort", csv_join_and_sort),
+        (
+            "parquet_row_groups_pruned_in_a_child",
+            parquet_row_groups_pruned_in_a_child,
+        ),
         (
             "registered_function_runs_in_a_child",
             registered_function_runs_in_a_child,
