@@ -44,6 +44,9 @@ pub use blockwise_array as array;
 /// Bags of records, text and JSON lines (Dask's `dask.bag`).
 #[cfg(feature = "bag")]
 pub use blockwise_bag as bag;
+/// Clusters: `Client`, `LocalCluster`, futures (Dask's `distributed`).
+#[cfg(feature = "distributed")]
+pub use blockwise_distributed as distributed;
 /// Partitioned data frames over Polars (Dask's `dask.dataframe`).
 #[cfg(feature = "frame")]
 pub use blockwise_frame as frame;
@@ -65,6 +68,8 @@ pub mod prelude {
     pub use blockwise_bag::Bag;
     #[cfg(feature = "frame")]
     pub use blockwise_frame::DataFrame;
+    #[cfg(feature = "distributed")]
+    pub use blockwise_distributed::{Client, LocalCluster};
 }
 
 /// Starts worker mode when this process was launched as a worker of this
@@ -72,7 +77,15 @@ pub mod prelude {
 /// work is done and then exiting; otherwise returns at once. Call it first
 /// thing in `main`.
 pub fn init() {
+    // A cluster worker (`BLOCKWISE_CLUSTER_WORKER`) serves its scheduler
+    // until told to stop; then the one-plan child-process protocol.
+    #[cfg(feature = "distributed")]
+    blockwise_distributed::serve_if_worker();
     blockwise_local::process::serve_if_worker();
+    // Cluster addresses (`tcp://…`, `tls://…`) become valid scheduler
+    // settings.
+    #[cfg(feature = "distributed")]
+    blockwise_distributed::install();
 }
 
 /// Re-exports used by the code that `#[blockwise::task]` and

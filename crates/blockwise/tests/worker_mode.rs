@@ -146,6 +146,28 @@ fn task_error_in_child_names_the_key() -> Result<(), String> {
     }
 }
 
+/// The facade's cluster path: `blockwise::init()` makes worker copies of
+/// this binary serve a `LocalCluster`, and the cluster's address works as a
+/// scheduler setting, as `BLOCKWISE_SCHEDULER=tcp://…` would.
+fn same_result_on_a_local_cluster() -> Result<(), String> {
+    use blockwise::distributed::LocalCluster;
+    let cluster = LocalCluster::new(2, 1).map_err(|e| e.to_string())?;
+    let client = cluster.client().map_err(|e| e.to_string())?;
+    let local = graph().compute_with(Scheduler::Sync).map_err(|e| e.to_string())?;
+    let on_cluster = graph()
+        .compute_with(Scheduler::Executor(client.executor()))
+        .map_err(|e| e.to_string())?;
+    if on_cluster != local {
+        return Err(format!("the cluster gave {on_cluster:?}, this process {local:?}"));
+    }
+    let by_address = Scheduler::parse(cluster.address()).map_err(|e| e.to_string())?;
+    let again = graph().compute_with(by_address).map_err(|e| e.to_string())?;
+    if again != local {
+        return Err(format!("the cluster by address gave {again:?}, this process {local:?}"));
+    }
+    Ok(())
+}
+
 /// One check of this file: `Err` says what went wrong.
 type Check = fn() -> Result<(), String>;
 
@@ -163,6 +185,7 @@ fn main() {
             unregistered_closure_is_a_clear_error,
         ),
         ("task_error_in_child_names_the_key", task_error_in_child_names_the_key),
+        ("same_result_on_a_local_cluster", same_result_on_a_local_cluster),
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let (mut passed, mut failed) = (0, 0);
