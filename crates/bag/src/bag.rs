@@ -10,12 +10,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use blockwise_core::delayed::Delayed;
+use blockwise_core::op::registered_name_of;
 use blockwise_core::{Collection, Error, Graph, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
 use blockwise_local::{ComputeOptions, compute_graph};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 
 use crate::partition::{Element, Partition, into_items, partition_of};
+use crate::portable::{Recipe, SourceSpec, StepSpec};
 use crate::stage::{BagOp, FnName, Sink, Source, Stage, Stop, drive, extend_fns, extend_label, feed_fn, passthrough};
 
 /// The fan-in of tree reductions unless [`Bag::split_every`] says otherwise
@@ -126,27 +128,33 @@ impl<T: Element> Bag<T> {
 
     /// The bag computed by `stage` over this bag's inputs: one more step in
     /// the pending chain, no new layer.
+    /// `portable` describes the step for another process, when it can be
+    /// described.
     fn then<U: Element>(
         &self,
         step: &str,
         fns: &[FnName],
         feed: impl FnOnce(&mut Tokenizer),
         stage: Stage<U>,
+        portable: Option<StepSpec>,
     ) -> Bag<U> {
         let src = &self.source;
         let mut tok = Tokenizer::new();
         tok.str(step).u64(src.token);
         feed(&mut tok);
         Bag {
-            source: Arc::new(Source::pending(
-                tok.finish(),
-                step,
-                extend_label(&src.label, step),
-                src.deps.clone(),
-                src.inputs.clone(),
-                stage,
-                extend_fns(&src.fns, fns),
-            )),
+            source: Arc::new(
+                Source::pending(
+                    tok.finish(),
+                    step,
+                    extend_label(&src.label, step),
+                    src.deps.clone(),
+                    src.inputs.clone(),
+                    stage,
+                    extend_fns(&src.fns, fns),
+                )
+                .with_recipe(src.recipe.as_ref().zip(portable).map(|(r, step)| r.then(step))),
+            ),
             split_every: self.split_every,
         }
     }
@@ -159,7 +167,11 @@ impl<T: Element> Bag<T> {
     {
         let prev = self.source.stage.clone();
         let stage: Stage<U> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, U>| prev(args, &mut |x| sink(f(x))));
-        self.then("map", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        let portable = registered_name_of::<F>().map(|func| StepSpec::Map {
+            func: func.to_string(),
+            output: std::any::type_name::<U>().to_string(),
+        });
+        self.then("map", &[FnName::of::<F>()], feed_fn::<F>, stage, portable)
     }
 
     /// Applies a fallible `f` to every record; the first error fails the
@@ -177,7 +189,7 @@ impl<T: Element> Bag<T> {
                 Err(e) => Err(Stop::Fail(Error::invalid(e.to_string()))),
             })
         });
-        self.then("try-map", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        self.then("try-map", &[FnName::of::<F>()], feed_fn::<F>, stage, None)
     }
 
     /// Keeps the records for which `predicate` is true.
@@ -189,7 +201,11 @@ impl<T: Element> Bag<T> {
         let stage: Stage<T> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
             prev(args, &mut |x| if predicate(&x) { sink(x) } else { Ok(()) })
         });
-        self.then("filter", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        let portable = registered_name_of::<F>().map(|func| StepSpec::Filter {
+            func: func.to_string(),
+            keep: true,
+        });
+        self.then("filter", &[FnName::of::<F>()], feed_fn::<F>, stage, portable)
     }
 
     /// Drops the records for which `predicate` is true (Dask's `remove`).
@@ -201,7 +217,11 @@ impl<T: Element> Bag<T> {
         let stage: Stage<T> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
             prev(args, &mut |x| if predicate(&x) { Ok(()) } else { sink(x) })
         });
-        self.then("remove", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        let portable = registered_name_of::<F>().map(|func| StepSpec::Filter {
+            func: func.to_string(),
+            keep: false,
+        });
+        self.then("remove", &[FnName::of::<F>()], feed_fn::<F>, stage, portable)
     }
 
     /// Applies `f` to every record and keeps the `Some` results.
@@ -217,7 +237,11 @@ impl<T: Element> Bag<T> {
                 None => Ok(()),
             })
         });
-        self.then("filter-map", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        let portable = registered_name_of::<F>().map(|func| StepSpec::FlatMap {
+            func: func.to_string(),
+            output: std::any::type_name::<U>().to_string(),
+        });
+        self.then("filter-map", &[FnName::of::<F>()], feed_fn::<F>, stage, portable)
     }
 
     /// Applies `f` to every record and yields each of its results in turn
@@ -237,7 +261,11 @@ impl<T: Element> Bag<T> {
                 Ok(())
             })
         });
-        self.then("flat-map", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        let portable = registered_name_of::<F>().map(|func| StepSpec::FlatMap {
+            func: func.to_string(),
+            output: std::any::type_name::<U>().to_string(),
+        });
+        self.then("flat-map", &[FnName::of::<F>()], feed_fn::<F>, stage, portable)
     }
 
     /// Applies `f` to each whole partition: it receives the partition's
@@ -260,7 +288,7 @@ impl<T: Element> Bag<T> {
             }
             Ok(())
         });
-        self.then("map-partitions", &[FnName::of::<F>()], feed_fn::<F>, stage)
+        self.then("map-partitions", &[FnName::of::<F>()], feed_fn::<F>, stage, None)
     }
 
     /// Keeps each record with probability `probability`, independently, from
@@ -603,7 +631,7 @@ where
                 Ok(())
             })
         });
-        self.then("flatten", &[], |_| {}, stage)
+        self.then("flatten", &[], |_| {}, stage, None)
     }
 }
 
@@ -629,7 +657,7 @@ macro_rules! starmap {
                 let stage: Stage<U> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, U>| {
                     prev(args, &mut |($($v,)+)| sink(f($($v),+)))
                 });
-                self.then("starmap", &[FnName::of::<F>()], feed_fn::<F>, stage)
+                self.then("starmap", &[FnName::of::<F>()], feed_fn::<F>, stage, None)
             }
         }
     };
@@ -715,7 +743,7 @@ impl Bag<serde_json::Value> {
                     )))),
                 })
             });
-        self.then("pluck", &[], |t| pluck_token(t, &key, None), stage)
+        self.then("pluck", &[], |t| pluck_token(t, &key, None), stage, None)
     }
 
     /// Like [`Bag::pluck`], with `default` for records without the key.
@@ -727,7 +755,7 @@ impl Bag<serde_json::Value> {
             Arc::new(move |args: &[Value], sink: &mut Sink<'_, serde_json::Value>| {
                 prev(args, &mut |x| sink(pluck_value(x, &k).unwrap_or_else(|_| d.clone())))
             });
-        self.then("pluck", &[], |t| pluck_token(t, &key, Some(&default)), stage)
+        self.then("pluck", &[], |t| pluck_token(t, &key, Some(&default)), stage, None)
     }
 }
 
@@ -776,15 +804,28 @@ pub fn from_partitions<T: Element>(partitions: Vec<Vec<T>>) -> Bag<T> {
             vec![Input::Literal(value)]
         })
         .collect();
-    Bag::from_source(Source::pending(
-        tok.finish(),
-        "from-sequence",
-        Arc::from("from-sequence"),
-        Arc::from(Vec::new()),
-        inputs,
-        passthrough::<T>(),
-        Arc::from(Vec::new()),
-    ))
+    Bag::from_source(
+        Source::pending(
+            tok.finish(),
+            "from-sequence",
+            Arc::from("from-sequence"),
+            Arc::from(Vec::new()),
+            inputs,
+            passthrough::<T>(),
+            Arc::from(Vec::new()),
+        )
+        .with_recipe(Some(Recipe::source::<T>(SourceSpec::Values))),
+    )
+}
+
+/// The stage of [`range`]: the integers from input 0 up to input 1.
+pub(crate) fn range_stage() -> Stage<u64> {
+    Arc::new(|args: &[Value], sink: &mut Sink<'_, u64>| {
+        for x in u64_arg(args, 0)?..u64_arg(args, 1)? {
+            sink(x)?;
+        }
+        Ok(())
+    })
 }
 
 /// The integers `0..n` in `npartitions` nearly equal partitions (Dask's
@@ -798,22 +839,20 @@ pub fn range(n: u64, npartitions: usize) -> Bag<u64> {
             vec![Input::Literal(Arc::new(start)), Input::Literal(Arc::new(end))]
         })
         .collect();
-    let stage: Stage<u64> = Arc::new(|args: &[Value], sink: &mut Sink<'_, u64>| {
-        for x in u64_arg(args, 0)?..u64_arg(args, 1)? {
-            sink(x)?;
-        }
-        Ok(())
-    });
+    let stage = range_stage();
     let token = Tokenizer::new().str("range").u64(n).u64(parts).finish();
-    Bag::from_source(Source::pending(
-        token,
-        "range",
-        Arc::from("range"),
-        Arc::from(Vec::new()),
-        inputs,
-        stage,
-        Arc::from(Vec::new()),
-    ))
+    Bag::from_source(
+        Source::pending(
+            token,
+            "range",
+            Arc::from("range"),
+            Arc::from(Vec::new()),
+            inputs,
+            stage,
+            Arc::from(Vec::new()),
+        )
+        .with_recipe(Some(Recipe::source::<u64>(SourceSpec::Range))),
+    )
 }
 
 /// A bag whose partitions are computed by delayed values (Dask's
@@ -835,15 +874,18 @@ pub fn from_delayed<T: Element>(parts: &[Delayed<Partition<T>>]) -> Bag<T> {
             vec![Input::Key(d.key().clone())]
         })
         .collect();
-    Bag::from_source(Source::pending(
-        tok.finish(),
-        "from-delayed",
-        Arc::from("from-delayed"),
-        deps.into(),
-        inputs,
-        passthrough::<T>(),
-        Arc::from(Vec::new()),
-    ))
+    Bag::from_source(
+        Source::pending(
+            tok.finish(),
+            "from-delayed",
+            Arc::from("from-delayed"),
+            deps.into(),
+            inputs,
+            passthrough::<T>(),
+            Arc::from(Vec::new()),
+        )
+        .with_recipe(Some(Recipe::source::<T>(SourceSpec::Values))),
+    )
 }
 
 /// The partitions of several bags one after the other (Dask's `bag.concat`).
@@ -862,15 +904,18 @@ pub fn concat<T: Element>(bags: &[Bag<T>]) -> Bag<T> {
         inputs.extend(b.source.keys().into_iter().map(|k| vec![Input::Key(k)]));
     }
     Bag {
-        source: Arc::new(Source::pending(
-            tok.finish(),
-            "concat",
-            Arc::from("concat"),
-            deps.into(),
-            inputs.into(),
-            passthrough::<T>(),
-            Arc::from(Vec::new()),
-        )),
+        source: Arc::new(
+            Source::pending(
+                tok.finish(),
+                "concat",
+                Arc::from("concat"),
+                deps.into(),
+                inputs.into(),
+                passthrough::<T>(),
+                Arc::from(Vec::new()),
+            )
+            .with_recipe(Some(Recipe::source::<T>(SourceSpec::Values))),
+        ),
         split_every: first.split_every,
     }
 }

@@ -98,6 +98,7 @@ impl<T: Element> Bag<T> {
                 Ok(finish(acc))
             }),
             finish: Box::new(|pairs: Vec<(K, A)>| Ok(Arc::new(Partition::new(pairs)) as Value)),
+            portable: None,
         })
     }
 

@@ -46,15 +46,55 @@
 //! ## Closures and clusters
 //!
 //! Every function given to a bag may be a closure: the local executors run
-//! it in this process. A bag's tasks cannot yet be sent to another process:
-//! encoding one is an [`blockwise_core::ErrorKind::NotRegistered`] error that
-//! names the first closure and the fix (`#[blockwise::task]`), or, for
-//! registered functions, says that generic bag ops have no registered
-//! instantiation yet.
+//! it in this process. To run the same pipeline on a cluster (or any
+//! executor in another process), its functions must be `fn`s marked
+//! `#[blockwise::task]` and its record types registered with
+//! [`register_element!`]; the tasks then travel as descriptions (registered
+//! names and record type names) and each worker, running the same build,
+//! rebuilds them (see the `portable` module's docs for how):
+//!
+//! ```ignore
+//! use blockwise::prelude::*;
+//!
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct Account { id: u64, name: String, amount: i64 }
+//! blockwise::bag::register_element!(Account);
+//!
+//! #[blockwise::task]
+//! fn positive(a: &Account) -> bool { a.amount > 0 }
+//! #[blockwise::task]
+//! fn name_of(a: Account) -> String { a.name }
+//! #[blockwise::task]
+//! fn count_of(pair: &(String, usize)) -> usize { pair.1 }
+//!
+//! let top = blockwise::bag::read_json_lines::<Account>("accounts.*.json.gz")?
+//!     .filter(positive)
+//!     .map(name_of)
+//!     .frequencies()
+//!     .topk(10, count_of)
+//!     .compute()?;                       // on a cluster when one is configured
+//! ```
+//!
+//! (The example names the facade `blockwise`, which this crate cannot
+//! depend on; `tests/worker_process.rs` runs the same pipeline in a child
+//! process and compares it with the local result.)
+//!
+//! What travels: the sources [`read_text`], [`read_json_lines`] (unless it
+//! counts skipped bad lines, which lives in this process), [`from_sequence`],
+//! [`from_partitions`], [`range`] and bags made of computed partitions;
+//! `map`, `flat_map`, `filter_map`, `filter` and `remove` by registered
+//! functions; the reductions
+//! `count`, `frequencies`, `distinct`, and `topk`/`bottomk` by a registered
+//! key. Sending anything else is an [`blockwise_core::ErrorKind::NotRegistered`]
+//! error, raised on the client before any task leaves: it names the first
+//! closure of the chain and the fix (`#[blockwise::task]`), or an
+//! unregistered record type and `register_element!`, or the step that has
+//! no portable form yet.
 
 mod bag;
 pub mod group;
 mod partition;
+mod portable;
 pub mod reduce;
 mod size;
 pub mod stage;
@@ -69,3 +109,10 @@ pub use text::{
     BadLine, BadLines, Compression, DEFAULT_BLOCKSIZE, Paths, ReadOptions, read_json_lines, read_json_lines_with,
     read_text, read_text_with,
 };
+
+/// Re-exports for [`register_element!`]; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::portable::{ElementEntry, ElementHandle, ElementProbe, ViaHash, ViaPlain};
+    pub use blockwise_core::__private::inventory;
+}

@@ -27,12 +27,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use blockwise_core::delayed::Delayed;
+use blockwise_core::op::registered_name_of;
 use blockwise_core::{Collection, Error, Graph, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::bag::{Bag, arg};
 use crate::partition::{Element, Partition, Scalar, into_scalar, scalar_of};
-use crate::stage::{BagOp, FnName, Stage, Stop, collect, drive, extend_fns, extend_label, feed_fn};
+use crate::portable::{Level, Portable, Recipe, ReduceSpec};
+use crate::stage::{BagOp, FnName, RunFn, Stage, Stop, collect, drive, extend_fns, extend_label, feed_fn};
 
 /// A lazy single value computed from a bag (Dask's `Item`): what `count`,
 /// `sum`, `fold` and the like return. `compute()` gives the value.
@@ -158,6 +160,45 @@ pub(crate) struct Reduction<T, A> {
     pub(crate) combine: Arc<CombineFn<A>>,
     /// Turns the last partial result into the output value.
     pub(crate) finish: Box<dyn Fn(A) -> Result<Value> + Send + Sync>,
+    /// The reduction as data, when another process can rebuild it (see
+    /// [`crate::portable`]).
+    pub(crate) portable: Option<ReduceSpec>,
+}
+
+/// The task of a combine level: merges partial results.
+fn combine_run<A: Element>(combine: Arc<CombineFn<A>>) -> Box<RunFn> {
+    Box::new(move |args: &[Value]| {
+        let parts = args.iter().map(scalar_of::<A>).collect::<Result<Vec<A>>>()?;
+        Ok(Arc::new(Scalar(combine(parts)?)) as Value)
+    })
+}
+
+/// The task of the aggregate level: merges and finishes.
+fn aggregate_run<A: Element>(
+    combine: Arc<CombineFn<A>>,
+    finish: Box<dyn Fn(A) -> Result<Value> + Send + Sync>,
+) -> Box<RunFn> {
+    Box::new(move |args: &[Value]| {
+        let parts = args.iter().map(scalar_of::<A>).collect::<Result<Vec<A>>>()?;
+        finish(combine(parts)?)
+    })
+}
+
+/// The task of one level of `r` (the part level reads `stage`).
+pub(crate) fn level_run<T: Element, A: Element>(
+    r: Reduction<T, A>,
+    stage: Option<Stage<T>>,
+    level: Level,
+) -> Result<Box<RunFn>> {
+    Ok(match level {
+        Level::Part => {
+            let stage = stage.ok_or_else(|| Error::graph("the part task of a reduction was sent without its stage"))?;
+            let part = r.part;
+            Box::new(move |args: &[Value]| Ok(Arc::new(Scalar(part(&stage, args)?)) as Value))
+        }
+        Level::Combine => combine_run(r.combine),
+        Level::Aggregate => aggregate_run(r.combine, r.finish),
+    })
 }
 
 /// Builds the layers of a tree reduction over `bag`; returns the last layer,
@@ -179,13 +220,38 @@ pub(crate) fn tree_reduce<T: Element, A: Element>(
     let fns = extend_fns(&src.fns, &r.fns);
     let own_fns: Arc<[FnName]> = r.fns.clone().into();
 
+    let portable = |level: Level, recipe: Option<Recipe>| {
+        r.portable.clone().map(|spec| Portable::Reduce {
+            recipe,
+            element: element.to_string(),
+            spec,
+            level,
+        })
+    };
+    let part_portable = src
+        .recipe
+        .as_ref()
+        .and_then(|recipe| portable(Level::Part, Some((**recipe).clone())));
+    // A part that cannot travel keeps the whole reduction here; the later
+    // levels then name the chain that holds it back.
+    let blocked = part_portable.is_none();
+    let (combine_portable, aggregate_portable) = (portable(Level::Combine, None), portable(Level::Aggregate, None));
+    let chain = extend_label(&src.label, prefix);
+    let later = |name: &'static str, label: String, portable: Option<Portable>, run: Box<RunFn>| {
+        if blocked {
+            BagOp::build_after(name, label, fns.clone(), element, chain.clone(), run)
+        } else {
+            BagOp::build_portable(name, label, own_fns.clone(), element, portable, run)
+        }
+    };
     let stage = src.stage.clone();
     let part = r.part;
-    let part_op = BagOp::build(
+    let part_op = BagOp::build_portable(
         "blockwise.bag.reduce-part",
-        extend_label(&src.label, prefix).to_string(),
-        fns,
+        chain.to_string(),
+        fns.clone(),
         element,
+        part_portable,
         move |args| Ok(Arc::new(Scalar(part(&stage, args)?)) as Value),
     );
     let name = Name::new(&format!("{prefix}-part-{token:016x}"));
@@ -207,16 +273,11 @@ pub(crate) fn tree_reduce<T: Element, A: Element>(
     let mut level = 0;
     while keys.len() > fan_in {
         level += 1;
-        let combine = r.combine.clone();
-        let op = BagOp::build(
+        let op = later(
             "blockwise.bag.reduce-combine",
             format!("{prefix}-combine"),
-            own_fns.clone(),
-            element,
-            move |args| {
-                let parts = args.iter().map(scalar_of::<A>).collect::<Result<Vec<A>>>()?;
-                Ok(Arc::new(Scalar(combine(parts)?)) as Value)
-            },
+            combine_portable.clone(),
+            combine_run(r.combine.clone()),
         );
         let name = Name::new(&format!("{prefix}-combine{level}-{token:016x}"));
         let tasks = keys
@@ -238,16 +299,11 @@ pub(crate) fn tree_reduce<T: Element, A: Element>(
         Output::Item => Key::single(name.clone()),
         Output::Partition => Key::new(name.clone(), &[0]),
     };
-    let (combine, finish) = (r.combine, r.finish);
-    let op = BagOp::build(
+    let op = later(
         "blockwise.bag.reduce-aggregate",
         format!("{prefix}-aggregate"),
-        own_fns,
-        element,
-        move |args| {
-            let parts = args.iter().map(scalar_of::<A>).collect::<Result<Vec<A>>>()?;
-            finish(combine(parts)?)
-        },
+        aggregate_portable,
+        aggregate_run(r.combine, r.finish),
     );
     let task = Task::new(op, keys.into_iter().map(Input::Key).collect());
     let layer = Layer::new(name, vec![layer], LayerBody::Tasks(vec![(key.clone(), task)]));
@@ -432,6 +488,114 @@ impl<T> TopK<T> {
     }
 }
 
+/// The reduction behind [`Bag::count`].
+pub(crate) fn count_reduction<T: Element>() -> Reduction<T, usize> {
+    Reduction {
+        prefix: "count",
+        token: Tokenizer::new().str("count").finish(),
+        fns: Vec::new(),
+        part: Box::new(|stage, args| {
+            let mut n = 0usize;
+            drive(stage, args, &mut |_| {
+                n += 1;
+                Ok(())
+            })?;
+            Ok(n)
+        }),
+        combine: Arc::new(|parts| Ok(parts.into_iter().sum())),
+        finish: Box::new(scalar),
+        portable: Some(ReduceSpec::Count),
+    }
+}
+
+/// The reduction behind [`Bag::frequencies`].
+pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Vec<(T, usize)>> {
+    let merge = |parts: Vec<Vec<(T, usize)>>| {
+        let mut counts = OrderedMap::new();
+        for (x, n) in parts.into_iter().flatten() {
+            counts.upsert(x, n, |c, n| *c += n);
+        }
+        Ok(counts.into_vec())
+    };
+    Reduction {
+        prefix: "frequencies",
+        token: Tokenizer::new().str("frequencies").finish(),
+        fns: Vec::new(),
+        part: Box::new(|stage, args| {
+            let mut counts = OrderedMap::new();
+            drive(stage, args, &mut |x| {
+                counts.upsert(x, 1, |c, n| *c += n);
+                Ok(())
+            })?;
+            Ok(counts.into_vec())
+        }),
+        combine: Arc::new(merge),
+        finish: Box::new(partition::<(T, usize)>),
+        portable: Some(ReduceSpec::Frequencies),
+    }
+}
+
+/// The reduction behind [`Bag::distinct`].
+pub(crate) fn distinct_reduction<T: Element + Eq + Hash>() -> Reduction<T, Vec<T>> {
+    let merge = |parts: Vec<Vec<T>>| {
+        let mut seen = OrderedMap::new();
+        for x in parts.into_iter().flatten() {
+            seen.upsert(x, (), |_, _| {});
+        }
+        Ok(seen.into_vec().into_iter().map(|(x, ())| x).collect::<Vec<T>>())
+    };
+    Reduction {
+        prefix: "distinct",
+        token: Tokenizer::new().str("distinct").finish(),
+        fns: Vec::new(),
+        part: Box::new(|stage, args| {
+            let mut seen = OrderedMap::new();
+            drive(stage, args, &mut |x| {
+                seen.upsert(x, (), |_, _| {});
+                Ok(())
+            })?;
+            Ok(seen.into_vec().into_iter().map(|(x, ())| x).collect::<Vec<T>>())
+        }),
+        combine: Arc::new(merge),
+        finish: Box::new(partition::<T>),
+        portable: Some(ReduceSpec::Distinct),
+    }
+}
+
+/// The reduction behind [`Bag::topk`] and its kin: the `k` best records by
+/// `better` (`Less`: the first argument is better).
+pub(crate) fn top_reduction<T: Element>(
+    prefix: &'static str,
+    k: usize,
+    token: u64,
+    fns: Vec<FnName>,
+    better: Arc<RankFn<T>>,
+) -> Reduction<T, Vec<T>> {
+    let b2 = better.clone();
+    Reduction {
+        prefix,
+        token: Tokenizer::new().str(prefix).u64(token).u64(k as u64).finish(),
+        fns,
+        part: Box::new(move |stage, args| {
+            let mut top = TopK::new(k);
+            drive(stage, args, &mut |x| {
+                top.push(x, &*better);
+                Ok(())
+            })?;
+            Ok(top.finish(&*better))
+        }),
+        combine: Arc::new(move |parts: Vec<Vec<T>>| {
+            let mut top = TopK::new(k);
+            for x in parts.into_iter().flatten() {
+                top.push(x, &*b2);
+            }
+            Ok(top.finish(&*b2))
+        }),
+        finish: Box::new(partition::<T>),
+        portable: None,
+    }
+}
+
 impl<T: Element> Bag<T> {
     /// A tree reduction ending in an [`Item`] of `U` (what `r.finish` makes).
     fn item<A: Element, U: Element>(&self, r: Reduction<T, A>) -> Item<U> {
@@ -475,6 +639,7 @@ impl<T: Element> Bag<T> {
             }),
             combine: Arc::new(move |parts| nonempty(parts, &combine)),
             finish: Box::new(scalar),
+            portable: None,
         })
     }
 
@@ -499,26 +664,13 @@ impl<T: Element> Bag<T> {
             part: Box::new(move |stage, args| Ok(perpartition(collect(stage, args)?))),
             combine: Arc::new(move |parts| Ok(aggregate(parts))),
             finish: Box::new(scalar),
+            portable: None,
         })
     }
 
     /// Number of records.
     pub fn count(&self) -> Item<usize> {
-        self.item(Reduction {
-            prefix: "count",
-            token: Tokenizer::new().str("count").finish(),
-            fns: Vec::new(),
-            part: Box::new(|stage, args| {
-                let mut n = 0usize;
-                drive(stage, args, &mut |_| {
-                    n += 1;
-                    Ok(())
-                })?;
-                Ok(n)
-            }),
-            combine: Arc::new(|parts| Ok(parts.into_iter().sum())),
-            finish: Box::new(scalar),
-        })
+        self.item(count_reduction())
     }
 
     /// Whether `predicate` holds for some record (false for an empty bag).
@@ -571,6 +723,7 @@ impl<T: Element> Bag<T> {
                 })
             }),
             finish: Box::new(scalar),
+            portable: None,
         })
     }
 
@@ -579,28 +732,7 @@ impl<T: Element> Bag<T> {
     where
         T: Eq + Hash,
     {
-        let merge = |parts: Vec<Vec<T>>| {
-            let mut seen = OrderedMap::new();
-            for x in parts.into_iter().flatten() {
-                seen.upsert(x, (), |_, _| {});
-            }
-            Ok(seen.into_vec().into_iter().map(|(x, ())| x).collect::<Vec<T>>())
-        };
-        self.small_bag(Reduction {
-            prefix: "distinct",
-            token: Tokenizer::new().str("distinct").finish(),
-            fns: Vec::new(),
-            part: Box::new(|stage, args| {
-                let mut seen = OrderedMap::new();
-                drive(stage, args, &mut |x| {
-                    seen.upsert(x, (), |_, _| {});
-                    Ok(())
-                })?;
-                Ok(seen.into_vec().into_iter().map(|(x, ())| x).collect::<Vec<T>>())
-            }),
-            combine: Arc::new(merge),
-            finish: Box::new(partition::<T>),
-        })
+        self.small_bag(distinct_reduction())
     }
 
     /// The first record of each distinct `key`, in first-appearance order.
@@ -632,6 +764,7 @@ impl<T: Element> Bag<T> {
             part: Box::new(move |stage, args| Ok(dedup(&mut collect(stage, args)?.into_iter()))),
             combine: Arc::new(move |parts| Ok(d2(&mut parts.into_iter().flatten()))),
             finish: Box::new(partition::<T>),
+            portable: None,
         })
     }
 
@@ -642,53 +775,11 @@ impl<T: Element> Bag<T> {
     where
         T: Eq + Hash,
     {
-        let merge = |parts: Vec<Vec<(T, usize)>>| {
-            let mut counts = OrderedMap::new();
-            for (x, n) in parts.into_iter().flatten() {
-                counts.upsert(x, n, |c, n| *c += n);
-            }
-            Ok(counts.into_vec())
-        };
-        self.small_bag(Reduction {
-            prefix: "frequencies",
-            token: Tokenizer::new().str("frequencies").finish(),
-            fns: Vec::new(),
-            part: Box::new(|stage, args| {
-                let mut counts = OrderedMap::new();
-                drive(stage, args, &mut |x| {
-                    counts.upsert(x, 1, |c, n| *c += n);
-                    Ok(())
-                })?;
-                Ok(counts.into_vec())
-            }),
-            combine: Arc::new(merge),
-            finish: Box::new(partition::<(T, usize)>),
-        })
+        self.small_bag(frequencies_reduction())
     }
 
     fn top_by(&self, prefix: &'static str, k: usize, token: u64, fns: Vec<FnName>, better: Arc<RankFn<T>>) -> Bag<T> {
-        let b2 = better.clone();
-        self.small_bag(Reduction {
-            prefix,
-            token: Tokenizer::new().str(prefix).u64(token).u64(k as u64).finish(),
-            fns,
-            part: Box::new(move |stage, args| {
-                let mut top = TopK::new(k);
-                drive(stage, args, &mut |x| {
-                    top.push(x, &*better);
-                    Ok(())
-                })?;
-                Ok(top.finish(&*better))
-            }),
-            combine: Arc::new(move |parts: Vec<Vec<T>>| {
-                let mut top = TopK::new(k);
-                for x in parts.into_iter().flatten() {
-                    top.push(x, &*b2);
-                }
-                Ok(top.finish(&*b2))
-            }),
-            finish: Box::new(partition::<T>),
-        })
+        self.small_bag(top_reduction(prefix, k, token, fns, better))
     }
 
     /// The `k` records with the largest `key`, largest first (Dask's `topk`);
@@ -700,13 +791,19 @@ impl<T: Element> Bag<T> {
     {
         let mut tok = Tokenizer::new();
         feed_fn::<F>(&mut tok);
-        self.top_by(
+        let mut r = top_reduction(
             "topk",
             k,
             tok.finish(),
             vec![FnName::of::<F>()],
-            Arc::new(move |a, b| key(b).cmp(&key(a))),
-        )
+            Arc::new(move |a: &T, b: &T| key(b).cmp(&key(a))),
+        );
+        r.portable = registered_name_of::<F>().map(|key| ReduceSpec::Top {
+            k: k as u64,
+            key: key.to_string(),
+            largest: true,
+        });
+        self.small_bag(r)
     }
 
     /// The `k` records with the smallest `key`, smallest first; among equal
@@ -718,13 +815,19 @@ impl<T: Element> Bag<T> {
     {
         let mut tok = Tokenizer::new();
         feed_fn::<F>(&mut tok);
-        self.top_by(
+        let mut r = top_reduction(
             "bottomk",
             k,
             tok.finish(),
             vec![FnName::of::<F>()],
-            Arc::new(move |a, b| key(a).cmp(&key(b))),
-        )
+            Arc::new(move |a: &T, b: &T| key(a).cmp(&key(b))),
+        );
+        r.portable = registered_name_of::<F>().map(|key| ReduceSpec::Top {
+            k: k as u64,
+            key: key.to_string(),
+            largest: false,
+        });
+        self.small_bag(r)
     }
 
     /// The `k` largest records, largest first (`topk` by the records
@@ -780,6 +883,7 @@ impl<T: Element> Bag<T> {
             }),
             combine: Arc::new(|parts| Ok(parts.into_iter().sum())),
             finish: Box::new(scalar),
+            portable: None,
         })
     }
 
@@ -837,6 +941,7 @@ impl<T: Element> Bag<T> {
                 Ok(best)
             }),
             finish: Box::new(scalar),
+            portable: None,
         })
     }
 
@@ -858,6 +963,7 @@ impl<T: Element> Bag<T> {
             }),
             combine: Arc::new(|parts| Ok(parts.into_iter().fold(Moments::default(), Moments::merge))),
             finish: Box::new(move |m| scalar(finish(m, ddof))),
+            portable: None,
         })
     }
 

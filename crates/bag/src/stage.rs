@@ -34,10 +34,13 @@
 //!
 //! # Sending to another process
 //!
-//! Every op here holds closures, so `BagOp::encode_params` always refuses,
-//! naming the first unregistered user function in the chain (the fix is
-//! `#[blockwise::task]`), or, when every user function is registered,
-//! explaining that generic bag ops have no registered instantiation yet.
+//! A stage keeps, beside its closure, a `Recipe` describing it (source and
+//! steps by registered names) while every step has one; a `BagOp` built
+//! from it carries a `Portable` description that `encode_params` writes
+//! and a worker decodes (the crate's `portable` module). Without one,
+//! `encode_params` refuses, naming the first unregistered user function in
+//! the chain (the fix is `#[blockwise::task]`), or the step that has no
+//! portable form.
 
 use std::sync::{Arc, OnceLock};
 
@@ -46,29 +49,14 @@ use blockwise_core::value::short_type_name;
 use blockwise_core::{Error, ErrorKind, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
 
 use crate::partition::{Element, Partition, partition_of};
+use crate::portable::{Portable, Recipe, SourceSpec};
 
-/// Why a stage stopped before its last record.
-pub(crate) enum Stop {
-    /// The consumer has what it needs; not an error.
-    Enough,
-    /// A record could not be produced or consumed.
-    Fail(Error),
-}
+pub(crate) use blockwise_core::records::{Flow, Sink, Stop};
 
-impl From<Error> for Stop {
-    fn from(e: Error) -> Self {
-        Stop::Fail(e)
-    }
-}
-
-/// What a sink answers for each record.
-pub(crate) type Flow = std::result::Result<(), Stop>;
-
-/// Receives a partition's records one by one.
-pub(crate) type Sink<'a, T> = dyn FnMut(T) -> Flow + 'a;
-
-/// Produces partition records from a task's inputs into a sink.
-pub(crate) type Stage<T> = Arc<dyn Fn(&[Value], &mut Sink<'_, T>) -> Flow + Send + Sync>;
+/// Produces partition records from a task's inputs into a sink (a core
+/// [`blockwise_core::records::Stream`], so that the adapters registered by
+/// `#[blockwise::task]` can extend it in another process).
+pub(crate) type Stage<T> = blockwise_core::records::Stream<T>;
 
 /// Runs a stage to its end (or to an early stop), as a plain result.
 pub(crate) fn drive<T>(stage: &Stage<T>, args: &[Value], sink: &mut Sink<'_, T>) -> Result<()> {
@@ -135,22 +123,28 @@ pub(crate) fn feed_fn<F: 'static>(tokenizer: &mut Tokenizer) {
     }
 }
 
-type RunFn = dyn Fn(&[Value]) -> Result<Value> + Send + Sync;
+pub(crate) type RunFn = dyn Fn(&[Value]) -> Result<Value> + Send + Sync;
 
-/// The op of every bag task: a closure over the task's inputs, with what is
-/// needed to explain why it cannot leave this process.
+/// The op of every bag task: a closure over the task's inputs, with its
+/// portable description when it has one (see [`crate::portable`]), and what
+/// is needed to explain why it cannot leave this process when it has none.
 pub(crate) struct BagOp {
     name: &'static str,
     label: String,
     fns: Arc<[FnName]>,
     element: &'static str,
+    portable: Option<Portable>,
+    /// The chain this op reads from, when that chain is what keeps it in
+    /// this process (a combine level after a part that cannot travel).
+    upstream: Option<Arc<str>>,
     run: Box<RunFn>,
 }
 
 impl BagOp {
     /// An op named `name` (`blockwise.bag.*`), labelled `label` in pictures
     /// and progress bars, running `run`; `fns` are the user functions it
-    /// calls, `element` the record type it works on.
+    /// calls, `element` the record type it works on. It cannot leave this
+    /// process.
     pub(crate) fn build(
         name: &'static str,
         label: impl Into<String>,
@@ -158,36 +152,75 @@ impl BagOp {
         element: &'static str,
         run: impl Fn(&[Value]) -> Result<Value> + Send + Sync + 'static,
     ) -> Arc<dyn Op> {
+        BagOp::build_portable(name, label, fns, element, None, run)
+    }
+
+    /// [`BagOp::build`] for an op that another process can rebuild from
+    /// `portable`, when given.
+    pub(crate) fn build_portable(
+        name: &'static str,
+        label: impl Into<String>,
+        fns: Arc<[FnName]>,
+        element: &'static str,
+        portable: Option<Portable>,
+        run: impl Fn(&[Value]) -> Result<Value> + Send + Sync + 'static,
+    ) -> Arc<dyn Op> {
         Arc::new(BagOp {
             name,
             label: label.into(),
             fns,
             element,
+            portable,
+            upstream: None,
+            run: Box::new(run),
+        })
+    }
+
+    /// An op that could travel by itself but reads from `upstream`, a
+    /// chain that cannot (calling `fns`): it stays in this process, and
+    /// encoding it explains why by naming that chain.
+    pub(crate) fn build_after(
+        name: &'static str,
+        label: impl Into<String>,
+        fns: Arc<[FnName]>,
+        element: &'static str,
+        upstream: Arc<str>,
+        run: impl Fn(&[Value]) -> Result<Value> + Send + Sync + 'static,
+    ) -> Arc<dyn Op> {
+        Arc::new(BagOp {
+            name,
+            label: label.into(),
+            fns,
+            element,
+            portable: None,
+            upstream: Some(upstream),
             run: Box::new(run),
         })
     }
 
     fn not_portable(&self) -> Error {
+        let label = match &self.upstream {
+            Some(upstream) => format!("{upstream}, read by {}", self.label),
+            None => self.label.clone(),
+        };
         match self.fns.iter().find(|f| !f.registered) {
-            Some(f) => not_registered(f.name),
-            None => {
-                let functions = if self.fns.is_empty() {
-                    "it calls no user function"
-                } else {
-                    "its user functions are registered"
-                };
-                Error::new(
-                    ErrorKind::NotRegistered,
-                    format!(
-                        "the bag op `{}` ({}) over records of type {} runs on the local schedulers only \
-                         for now: {functions}, but a generic bag op has no registered instantiation for \
-                         these record types, so another process could not rebuild it",
-                        self.label,
-                        self.name,
-                        short_type_name(self.element)
-                    ),
-                )
-            }
+            Some(f) => not_registered(f.name).context(format!(
+                "in the bag step `{label}` over records of type {}",
+                short_type_name(self.element)
+            )),
+            None => Error::new(
+                ErrorKind::NotRegistered,
+                format!(
+                    "the bag op `{label}` ({}) over records of type {} runs on the local schedulers only: it has no \
+                     portable description, so another process could not rebuild it. What can be sent: sources \
+                     read_text, read_json_lines (without skipping bad lines), from_sequence, from_partitions, \
+                     range; steps map, flat_map, filter_map, filter and remove with functions marked \
+                     #[blockwise::task]; reductions \
+                     count, frequencies, distinct, and topk or bottomk with a #[blockwise::task] key",
+                    self.name,
+                    short_type_name(self.element)
+                ),
+            ),
         }
     }
 }
@@ -201,8 +234,13 @@ impl Op for BagOp {
         (self.run)(args)
     }
 
-    fn encode_params(&self, _out: &mut Vec<u8>) -> Result<()> {
-        Err(self.not_portable())
+    fn encode_params(&self, out: &mut Vec<u8>) -> Result<()> {
+        match &self.portable {
+            Some(portable) => portable
+                .encode(out)
+                .map_err(|e| e.context(format!("in the bag step `{}`", self.label))),
+            None => Err(self.not_portable()),
+        }
     }
 
     fn tokenize(&self, tokenizer: &mut Tokenizer) {
@@ -233,6 +271,9 @@ pub(crate) struct Source<T> {
     pub(crate) stage: Stage<T>,
     /// User functions called by the stage.
     pub(crate) fns: Arc<[FnName]>,
+    /// What another process needs to rebuild the stage, when every step has
+    /// a portable description.
+    pub(crate) recipe: Option<Arc<Recipe>>,
     /// The layer computing the partitions, built on first need (or given,
     /// for a bag made from existing values).
     pub(crate) layer: OnceLock<Arc<Layer>>,
@@ -257,8 +298,15 @@ impl<T: Element> Source<T> {
             inputs,
             stage,
             fns,
+            recipe: None,
             layer: OnceLock::new(),
         }
+    }
+
+    /// The same source, rebuildable in another process from `recipe`.
+    pub(crate) fn with_recipe(mut self, recipe: Option<Recipe>) -> Self {
+        self.recipe = recipe.map(Arc::new);
+        self
     }
 
     /// The source of a bag whose partitions are the `npartitions` values of
@@ -278,6 +326,7 @@ impl<T: Element> Source<T> {
             inputs,
             stage: passthrough::<T>(),
             fns: Arc::from(Vec::new()),
+            recipe: Some(Arc::new(Recipe::source::<T>(SourceSpec::Values))),
             layer: cell,
         }
     }
@@ -288,11 +337,14 @@ impl<T: Element> Source<T> {
         self.layer
             .get_or_init(|| {
                 let stage = self.stage.clone();
-                let op = BagOp::build(
+                let op = BagOp::build_portable(
                     "blockwise.bag.partition",
                     self.label.to_string(),
                     self.fns.clone(),
                     std::any::type_name::<T>(),
+                    self.recipe
+                        .as_ref()
+                        .map(|r| Portable::Partition { recipe: (**r).clone() }),
                     move |args| Ok(Arc::new(Partition::new(collect(&stage, args)?)) as Value),
                 );
                 let tasks = self

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use blockwise_core::value::{Data, Decode, postcard_decode, postcard_encode, short_type_name};
+use blockwise_core::value::{Data, Decode, FromValue, postcard_decode, postcard_encode, short_type_name};
 use blockwise_core::{Error, ErrorKind, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
 use flate2::Compression as GzLevel;
 use flate2::bufread::MultiGzDecoder;
@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bag::{Bag, arg};
 use crate::partition::{Element, Scalar, scalar_of};
+use crate::portable::{Recipe, SourceSpec};
 use crate::reduce::Item;
 use crate::stage::{BagOp, Flow, Sink, Source, Stage, Stop, drive, extend_label};
 
@@ -550,12 +551,53 @@ fn bad_line(bad_lines: Option<&BadLines>, pos: &LinePos<'_>, column: Option<usiz
 
 type LineParser<T> = dyn Fn(&[u8], &LinePos<'_>, Option<&BadLines>, &mut Sink<'_, T>) -> Flow + Send + Sync;
 
+/// A stage reading a text block (its one input), each line turned into
+/// records by `parse`; bad lines fail it, or are counted in `bad_lines`.
+fn block_stage<T: Element>(parse: Arc<LineParser<T>>, bad_lines: Option<BadLines>) -> Stage<T> {
+    Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
+        let value = arg(args, 0)?;
+        // Decoded here when the block came from another process.
+        let decoded;
+        let block = match value.downcast_ref::<TextBlock>() {
+            Some(block) => block,
+            None => {
+                decoded = TextBlock::from_value(value).map_err(|e| e.context("the input of a read task"))?;
+                &decoded
+            }
+        };
+        let before = bad_lines.as_ref().map(BadLines::count);
+        let flow = read_block(block, &mut |line, pos| parse(line, pos, bad_lines.as_ref(), &mut *sink));
+        if let (Some(b), Some(before)) = (&bad_lines, before) {
+            let skipped = b.count().saturating_sub(before);
+            if skipped > 0 {
+                tracing::warn!(path = %block.path.display(), skipped, "skipped bad lines");
+            }
+        }
+        flow
+    })
+}
+
+/// The stage of [`read_text`] without skipping bad lines (what another
+/// process rebuilds).
+pub(crate) fn text_stage() -> Stage<String> {
+    block_stage(text_parser(), None)
+}
+
+/// The stage of [`read_json_lines`] without skipping bad lines (what
+/// another process rebuilds).
+pub(crate) fn json_stage<T: Element>() -> Stage<T> {
+    block_stage(json_parser::<T>(), None)
+}
+
 /// A bag over the lines of `paths`, each line turned into records by `parse`.
+/// `spec` is the source as another process rebuilds it; a source that
+/// counts skipped bad lines in this process has none.
 fn text_source<T: Element>(
     paths: Paths,
     options: &ReadOptions,
     kind: &str,
     parse: Arc<LineParser<T>>,
+    spec: SourceSpec,
 ) -> Result<Bag<T>> {
     let files = paths.resolve()?;
     let mut tok = Tokenizer::new();
@@ -566,30 +608,20 @@ fn text_source<T: Element>(
         tok.u64(b.inner.id);
     }
     let inputs: Arc<[Vec<Input>]> = blocks.into_iter().map(|b| vec![Input::Literal(Arc::new(b))]).collect();
-    let bad_lines = options.bad_lines.clone();
-    let stage: Stage<T> = Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
-        let block = arg(args, 0)?
-            .downcast_ref::<TextBlock>()
-            .ok_or_else(|| Stop::Fail(Error::graph("a read task's input is not a text block")))?;
-        let before = bad_lines.as_ref().map(BadLines::count);
-        let flow = read_block(block, &mut |line, pos| parse(line, pos, bad_lines.as_ref(), &mut *sink));
-        if let (Some(b), Some(before)) = (&bad_lines, before) {
-            let skipped = b.count().saturating_sub(before);
-            if skipped > 0 {
-                tracing::warn!(path = %block.path.display(), skipped, "skipped bad lines");
-            }
-        }
-        flow
-    });
-    Ok(Bag::from_source(Source::pending(
-        tok.finish(),
-        kind,
-        Arc::from(kind),
-        Arc::from(Vec::new()),
-        inputs,
-        stage,
-        Arc::from(Vec::new()),
-    )))
+    let recipe = options.bad_lines.is_none().then(|| Recipe::source::<T>(spec));
+    let stage = block_stage(parse, options.bad_lines.clone());
+    Ok(Bag::from_source(
+        Source::pending(
+            tok.finish(),
+            kind,
+            Arc::from(kind),
+            Arc::from(Vec::new()),
+            inputs,
+            stage,
+            Arc::from(Vec::new()),
+        )
+        .with_recipe(recipe),
+    ))
 }
 
 /// The lines of text files, one record per line, without line endings
@@ -612,11 +644,14 @@ pub fn read_text(paths: impl Into<Paths>) -> Result<Bag<String>> {
 
 /// [`read_text`] with options (block size, compression, skipping bad lines).
 pub fn read_text_with(paths: impl Into<Paths>, options: &ReadOptions) -> Result<Bag<String>> {
-    let parse: Arc<LineParser<String>> = Arc::new(|line, pos, bad, sink| match std::str::from_utf8(line) {
+    text_source(paths.into(), options, "read-text", text_parser(), SourceSpec::Text)
+}
+
+fn text_parser() -> Arc<LineParser<String>> {
+    Arc::new(|line, pos, bad, sink| match std::str::from_utf8(line) {
         Ok(s) => sink(s.to_string()),
         Err(e) => bad_line(bad, pos, Some(e.valid_up_to() + 1), format!("not valid UTF-8: {e}")),
-    });
-    text_source(paths.into(), options, "read-text", parse)
+    })
 }
 
 /// JSON lines (one JSON document per line) parsed into records of type `T`,
@@ -645,6 +680,16 @@ pub fn read_json_lines<T: Element>(paths: impl Into<Paths>) -> Result<Bag<T>> {
 /// [`read_json_lines`] with options (block size, compression, skipping bad
 /// lines).
 pub fn read_json_lines_with<T: Element>(paths: impl Into<Paths>, options: &ReadOptions) -> Result<Bag<T>> {
+    text_source(
+        paths.into(),
+        options,
+        "read-json-lines",
+        json_parser::<T>(),
+        SourceSpec::JsonLines,
+    )
+}
+
+fn json_parser<T: Element>() -> Arc<LineParser<T>> {
     let type_name = short_type_name(std::any::type_name::<T>());
     let parse: Arc<LineParser<T>> = Arc::new(move |line, pos, bad, sink| {
         let trimmed = line.trim_ascii();
@@ -665,7 +710,7 @@ pub fn read_json_lines_with<T: Element>(paths: impl Into<Paths>, options: &ReadO
             }
         }
     });
-    text_source(paths.into(), options, "read-json-lines", parse)
+    parse
 }
 
 /// Output file `i`: the pattern with `*` replaced by `name`, or a file

@@ -503,11 +503,17 @@ fn closures_cannot_leave_the_process_and_the_error_names_the_fix() {
     assert_eq!(err.kind(), &ErrorKind::NotRegistered);
     assert!(err.to_string().contains("#[blockwise::task]"), "{err}");
     assert!(err.to_string().contains("closure"), "{err}");
-    // ops without user functions explain that bags are local-only for now
+    // ops without user functions travel when they have a portable form...
     let c = bag::range(10, 2).count();
     let plan = Plan::build(&c.graph(), &c.output_keys(), &PlanOptions::default()).unwrap();
+    plan.encode(&mut Vec::new()).unwrap();
+    // ...and name the step that has none otherwise
+    let s = bag::range(10, 2).random_sample(0.5, 7).unwrap().count();
+    let plan = Plan::build(&s.graph(), &s.output_keys(), &PlanOptions::default()).unwrap();
     let err = plan.encode(&mut Vec::new()).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::NotRegistered);
+    assert!(err.to_string().contains("random-sample"), "{err}");
+    assert!(err.to_string().contains("no portable description"), "{err}");
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub mod ndarray_data;
 pub mod op;
 pub mod order;
 pub mod plan;
+pub mod records;
 pub mod value;
 pub mod visualize;
 

@@ -55,7 +55,13 @@ use proc_macro::TokenStream;
 ///   (`blockwise_core::op::registered_name_of`), and a constructor rebuilding
 ///   the op from its encoded argument layout (`blockwise_core::op::decode_op`);
 /// - a `FnEntry`: the function as a `fn` pointer, for collection ops that call
-///   it their own way (`blockwise_core::op::registered_fn`).
+///   it their own way (`blockwise_core::op::registered_fn`);
+/// - a `RecordFnEntry` (`blockwise_core::records`): for a function of one
+///   value `fn(A) -> R`, an adapter mapping a stream of `A` records into a
+///   stream of `R`; for a function of one reference `fn(&A) -> K` with an
+///   `Ord` key, the order of `A` records by that key. With them a bag's
+///   `map(f)` and `topk(k, key)` can be rebuilt in a worker, which knows
+///   neither type otherwise.
 ///
 /// To run as a task, parameters must be task values (`Data + Decode + Clone`,
 /// e.g. numbers, `String`, `Vec<T>`, types deriving `blockwise::Data`) and the

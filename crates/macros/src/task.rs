@@ -2,7 +2,7 @@
 //!
 //! A worker runs the same executable as the client, so registering a function
 //! at link time (`inventory` submissions) makes it findable by name in every
-//! process of one build. Two entries are submitted, under one name:
+//! process of one build. Three entries are submitted, under one name:
 //!
 //! - a `TaskEntry`, for running the function as a task:
 //!   - `name`: `module_path!() :: fn name`, the stable name sent over the wire;
@@ -12,7 +12,11 @@
 //!   - `decode`: rebuilds `FnOp` around the function from its argument layout;
 //! - a `FnEntry`, for collection ops that call the function in their own way
 //!   (a block function over array views): the function as a `fn` pointer
-//!   behind `Any`, found with `registered_fn::<fn(..) -> ..>(name)`.
+//!   behind `Any`, found with `registered_fn::<fn(..) -> ..>(name)`;
+//! - a `RecordFnEntry`, for collections that apply the function to every
+//!   record (a bag's `map`, `topk`): typed adapters instantiated here, where
+//!   both the parameter and the result types are known (see
+//!   `record_adapters`).
 //!
 //! A function whose parameters are not task values (array views, slices)
 //! still registers: its `decode` is chosen by autoref specialization and
@@ -28,7 +32,7 @@
 //! parameters (what `TaskFn` is implemented for).
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{FnArg, ItemFn, LitStr, Signature, Type};
 
@@ -61,6 +65,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .collect();
     let abi = &func.sig.abi;
     let output = &func.sig.output;
+    let record_adapters = record_adapters(&core, ident, &arg_types, output);
 
     Ok(quote! {
         #func
@@ -114,6 +119,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 }
             }
 
+            #record_adapters
+
             #core::__private::inventory::submit! {
                 #core::op::FnEntry {
                     name: __BLOCKWISE_NAME,
@@ -126,6 +133,169 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             }
         };
     })
+}
+
+/// The `RecordFnEntry` of a function of one parameter: the adapters that let
+/// a collection rebuild "apply this function to every record" in another
+/// process (see `blockwise_core::records`).
+///
+/// - `fn(A) -> R`: a map adapter, lifting the function onto streams of `A`,
+///   and a flat-map adapter yielding the items of each result, chosen by
+///   autoref specialization (an error at run time when `R` is not
+///   iterable);
+/// - `fn(&A) -> K`: an order adapter (records of `A` by ascending key),
+///   chosen by autoref specialization so that a key that is not `Ord` gives
+///   `None` at run time instead of a compile error here.
+///
+/// Other functions (several parameters, `&mut`, trait objects or function
+/// pointers, borrowed types elsewhere than the one reference) get an entry
+/// without adapters, so that asking for one names the function's shape.
+fn record_adapters(core: &TokenStream, ident: &syn::Ident, args: &[&Type], output: &syn::ReturnType) -> TokenStream {
+    let key_type = match output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    // Borrowed types (a key borrowing from its record, a view) have lifetimes
+    // that a type argument cannot spell as the signature does; they get no
+    // adapters, rather than risking a compile error on a function that
+    // compiled before.
+    let plain = |ty: &dyn ToTokens| {
+        let text = ty.to_token_stream().to_string();
+        !text.contains('\'') && !text.contains('&')
+    };
+    let output_plain = plain(&key_type);
+    let none = quote!(::std::option::Option::None);
+    let (map, flat_map, order) = match args {
+        [Type::Reference(reference)]
+            if reference.mutability.is_none()
+                && !has_trait_object(&reference.elem)
+                && plain(&reference.elem)
+                && output_plain =>
+        {
+            let elem = &reference.elem;
+            let order = quote! {
+                ::std::option::Option::Some(|| {
+                    struct __BlockwiseKey<F, A: ?::std::marker::Sized, K>(F, ::std::marker::PhantomData<fn(&A) -> K>);
+                    trait __BlockwiseOrdKey {
+                        fn order(&self) -> ::std::option::Option<#core::records::ErasedOrder>;
+                    }
+                    impl<F, A, K> __BlockwiseOrdKey for __BlockwiseKey<F, A, K>
+                    where
+                        F: ::std::ops::Fn(&A) -> K + ::std::marker::Copy + ::std::marker::Send
+                            + ::std::marker::Sync + 'static,
+                        A: ?::std::marker::Sized + 'static,
+                        K: ::std::cmp::Ord,
+                    {
+                        fn order(&self) -> ::std::option::Option<#core::records::ErasedOrder> {
+                            ::std::option::Option::Some(#core::records::order_by_key::<A, K, F>(self.0))
+                        }
+                    }
+                    trait __BlockwiseNotOrdKey {
+                        fn order(&self) -> ::std::option::Option<#core::records::ErasedOrder>;
+                    }
+                    impl<F, A: ?::std::marker::Sized, K> __BlockwiseNotOrdKey for &__BlockwiseKey<F, A, K> {
+                        fn order(&self) -> ::std::option::Option<#core::records::ErasedOrder> {
+                            ::std::option::Option::None
+                        }
+                    }
+                    (&__BlockwiseKey::<_, #elem, #key_type>(#ident, ::std::marker::PhantomData)).order()
+                })
+            };
+            (none.clone(), none.clone(), order)
+        }
+        [arg] if !matches!(arg, Type::Reference(_)) && !has_trait_object(arg) && plain(arg) && output_plain => {
+            let map = quote! {
+                ::std::option::Option::Some(|prev| {
+                    #core::records::map_stream::<#arg, _, _>(#ident, prev)
+                })
+            };
+            let flat_map = quote! {
+                ::std::option::Option::Some(|prev| {
+                    struct __BlockwiseFlat<F, A, I>(F, ::std::marker::PhantomData<fn(A) -> I>);
+                    trait __BlockwiseIterable {
+                        fn flat_map(
+                            &self,
+                            prev: #core::records::ErasedStream,
+                        ) -> #core::Result<#core::records::ErasedStream>;
+                    }
+                    impl<F, A, I> __BlockwiseIterable for __BlockwiseFlat<F, A, I>
+                    where
+                        F: ::std::ops::Fn(A) -> I + ::std::marker::Copy + ::std::marker::Send
+                            + ::std::marker::Sync + 'static,
+                        A: 'static,
+                        I: ::std::iter::IntoIterator,
+                        <I as ::std::iter::IntoIterator>::Item: 'static,
+                    {
+                        fn flat_map(
+                            &self,
+                            prev: #core::records::ErasedStream,
+                        ) -> #core::Result<#core::records::ErasedStream> {
+                            #core::records::flat_map_stream::<A, I, F>(self.0, prev)
+                        }
+                    }
+                    trait __BlockwiseNotIterable {
+                        fn flat_map(
+                            &self,
+                            prev: #core::records::ErasedStream,
+                        ) -> #core::Result<#core::records::ErasedStream>;
+                    }
+                    impl<F, A, I> __BlockwiseNotIterable for &__BlockwiseFlat<F, A, I> {
+                        fn flat_map(
+                            &self,
+                            _: #core::records::ErasedStream,
+                        ) -> #core::Result<#core::records::ErasedStream> {
+                            ::std::result::Result::Err(#core::Error::new(
+                                #core::ErrorKind::TypeMismatch,
+                                ::std::format!(
+                                    "the registered function `{}` cannot flat-map records: its result is not \
+                                     iterable",
+                                    __BLOCKWISE_NAME,
+                                ),
+                            ))
+                        }
+                    }
+                    (&__BlockwiseFlat::<_, #arg, #key_type>(#ident, ::std::marker::PhantomData)).flat_map(prev)
+                })
+            };
+            (map, flat_map, none.clone())
+        }
+        _ => (none.clone(), none.clone(), none),
+    };
+    quote! {
+        #core::__private::inventory::submit! {
+            #core::records::RecordFnEntry {
+                name: __BLOCKWISE_NAME,
+                map: #map,
+                flat_map: #flat_map,
+                order: #order,
+            }
+        }
+    }
+}
+
+/// Whether a type mentions a trait object (`dyn Trait`), whose default
+/// lifetime differs between a signature and a type argument.
+fn has_trait_object(ty: &Type) -> bool {
+    match ty {
+        Type::TraitObject(_) => true,
+        Type::Array(array) => has_trait_object(&array.elem),
+        Type::Group(group) => has_trait_object(&group.elem),
+        Type::Paren(paren) => has_trait_object(&paren.elem),
+        Type::Ptr(ptr) => has_trait_object(&ptr.elem),
+        Type::Reference(reference) => has_trait_object(&reference.elem),
+        Type::Slice(slice) => has_trait_object(&slice.elem),
+        Type::Tuple(tuple) => tuple.elems.iter().any(has_trait_object),
+        Type::BareFn(_) => true,
+        Type::Path(path) => path.path.segments.iter().any(|segment| match &segment.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().any(|arg| match arg {
+                syn::GenericArgument::Type(ty) => has_trait_object(ty),
+                _ => false,
+            }),
+            syn::PathArguments::Parenthesized(_) => true,
+            syn::PathArguments::None => false,
+        }),
+        _ => false,
+    }
 }
 
 /// Reads `#[task]` or `#[task(crate = path)]`.

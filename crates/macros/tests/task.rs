@@ -244,3 +244,89 @@ fn non_task_fn_cannot_be_rebuilt_as_a_task_and_says_why() {
     assert_eq!(err.kind(), &ErrorKind::TypeMismatch);
     assert!(err.to_string().contains("cannot run as a task"), "{err}");
 }
+
+/// A key of a record, by reference: gets the order adapter.
+#[allow(clippy::ptr_arg, reason = "a key of `String` records takes `&String`")]
+#[task(crate = crate::shim)]
+fn length_key(text: &String) -> usize {
+    text.len()
+}
+
+/// A key that is not `Ord`: registers, without an order.
+#[task(crate = crate::shim)]
+fn float_key(x: &f64) -> f64 {
+    *x
+}
+
+/// A borrowed result and a trait object: no adapters, and no compile error.
+#[task(crate = crate::shim)]
+fn first_word(text: &str) -> &str {
+    text.split(' ').next().unwrap_or("")
+}
+
+#[task(crate = crate::shim)]
+fn describe_debug(value: &dyn std::fmt::Debug) -> String {
+    format!("{value:?}")
+}
+
+#[task(crate = crate::shim)]
+fn first_of(view: std::borrow::Cow<'_, str>) -> usize {
+    view.len()
+}
+
+mod records {
+    use std::sync::Arc;
+
+    use blockwise_core::records::{ErasedStream, Sink, Stream, downcast_stream, map_by_name, order_by_name};
+    use blockwise_core::value::Value;
+
+    fn stream_of<T: Clone + Send + Sync + 'static>(items: Vec<T>) -> ErasedStream {
+        let s: Stream<T> = Arc::new(move |_: &[Value], sink: &mut Sink<'_, T>| {
+            for x in items.iter().cloned() {
+                sink(x)?;
+            }
+            Ok(())
+        });
+        Box::new(s)
+    }
+
+    fn drain<T: 'static>(s: ErasedStream) -> Vec<T> {
+        let mut out = Vec::new();
+        let _ = downcast_stream::<T>(s).unwrap()(&[], &mut |x| {
+            out.push(x);
+            Ok(())
+        });
+        out
+    }
+
+    fn name(f: &str) -> String {
+        format!("task::{f}")
+    }
+
+    #[test]
+    fn one_value_fn_maps_a_record_stream_by_name() {
+        let out = map_by_name(&name("type"), stream_of(vec![1i64, 2])).unwrap();
+        assert_eq!(drain::<String>(out), vec!["type 1", "type 2"]);
+    }
+
+    #[test]
+    fn reference_fn_with_ord_result_orders_records_by_name() {
+        let order = order_by_name::<String>(&name("length_key")).unwrap();
+        assert_eq!(order(&"abc".to_string(), &"z".to_string()), std::cmp::Ordering::Greater);
+    }
+
+    #[test]
+    fn shapes_without_adapters_are_clear_errors() {
+        let err = order_by_name::<f64>(&name("float_key")).err().unwrap();
+        assert!(err.to_string().contains("Ord"), "{err}");
+        let err = map_by_name(&name("add"), stream_of(vec![1i64])).err().unwrap();
+        assert!(err.to_string().contains("exactly one parameter"), "{err}");
+        for f in ["first_word", "describe_debug", "first_of"] {
+            assert!(map_by_name(&name(f), stream_of(vec![1i64])).is_err());
+            assert!(order_by_name::<str>(&name(f)).is_err());
+        }
+        assert_eq!(super::first_word("a b"), "a");
+        assert_eq!(super::describe_debug(&1), "1");
+        assert_eq!(super::first_of("ab".into()), 2);
+    }
+}
