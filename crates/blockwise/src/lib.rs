@@ -66,10 +66,10 @@ pub mod prelude {
     pub use blockwise_array::{Array, Reduction, TryCompute};
     #[cfg(feature = "bag")]
     pub use blockwise_bag::Bag;
-    #[cfg(feature = "frame")]
-    pub use blockwise_frame::DataFrame;
     #[cfg(feature = "distributed")]
     pub use blockwise_distributed::{Client, LocalCluster};
+    #[cfg(feature = "frame")]
+    pub use blockwise_frame::DataFrame;
 }
 
 /// Starts worker mode when this process was launched as a worker of this

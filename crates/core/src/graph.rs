@@ -299,7 +299,7 @@ impl Layer {
         match &self.body {
             LayerBody::Blockwise(b) => {
                 if self.position(index).is_none() {
-                    return Err(b.task_at(index).err().unwrap_or_else(|| self.missing(index)));
+                    return Err(self.key_error(index));
                 }
                 f(TaskPart::Op(&b.op))?;
                 let mut at = Index::new();
@@ -329,7 +329,7 @@ impl Layer {
                 Ok(())
             }
             LayerBody::Tasks(tasks) => {
-                let (_, task) = &tasks[self.position(index).ok_or_else(|| self.missing(index))?];
+                let (_, task) = &tasks[self.position(index).ok_or_else(|| self.key_error(index))?];
                 f(TaskPart::Op(&task.op))?;
                 for input in &task.inputs {
                     match input {
@@ -342,7 +342,14 @@ impl Layer {
         }
     }
 
-    fn missing(&self, index: &[u32]) -> Error {
+    /// Why `index` is not a key of this layer (a rule says which bound it
+    /// breaks).
+    pub(crate) fn key_error(&self, index: &[u32]) -> Error {
+        if let LayerBody::Blockwise(b) = &self.body
+            && let Err(e) = b.task_at(index)
+        {
+            return e;
+        }
         Error::graph(format!(
             "key {} is not in layer {}",
             Key::new(self.name.clone(), index),
@@ -354,13 +361,10 @@ impl Layer {
     pub fn task(&self, index: &[u32]) -> Result<Task> {
         match &self.body {
             LayerBody::Blockwise(b) => b.task_at(index),
-            LayerBody::Tasks(tasks) => self.position(index).map(|i| tasks[i].1.clone()).ok_or_else(|| {
-                Error::graph(format!(
-                    "key {} is not in layer {}",
-                    Key::new(self.name.clone(), index),
-                    self.name
-                ))
-            }),
+            LayerBody::Tasks(tasks) => self
+                .position(index)
+                .map(|i| tasks[i].1.clone())
+                .ok_or_else(|| self.key_error(index)),
         }
     }
 
@@ -454,25 +458,6 @@ impl Graph {
             }
         }
         out
-    }
-
-    /// Layers by name; two different layers with one name are an error (the
-    /// same name must mean the same computation).
-    pub fn layers_by_name(&self) -> Result<HashMap<Name, Arc<Layer>>> {
-        let mut map: HashMap<Name, Arc<Layer>> = HashMap::new();
-        for layer in self.layers() {
-            if let Some(prev) = map.get(layer.name()) {
-                if prev.len() != layer.len() {
-                    return Err(Error::graph(format!(
-                        "two different layers are named {}: names must be unique per computation",
-                        layer.name()
-                    )));
-                }
-                continue;
-            }
-            map.insert(layer.name().clone(), layer);
-        }
-        Ok(map)
     }
 
     /// Number of tasks over all layers, before culling.

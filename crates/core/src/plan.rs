@@ -11,8 +11,9 @@
 //! [`Plan::encode`], the distributed scheduler.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
@@ -77,13 +78,7 @@ impl Plan {
         if inputs.len() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
-        let mut slot_offsets = Vec::with_capacity(n + 1);
-        slot_offsets.push(0u32);
-        let mut slots = Vec::new();
-        for row in inputs {
-            slots.extend(row);
-            slot_offsets.push(slots.len() as u32);
-        }
+        let (slot_offsets, slots) = flatten_rows(inputs);
         let plan = Plan::assemble(keys, ops, slot_offsets, slots, outputs)?;
         plan.check_acyclic()?;
         Ok(plan.with_order())
@@ -310,6 +305,18 @@ enum WireSlot {
     Literal(String, Vec<u8>),
 }
 
+/// One list of slots per task, flattened: offsets (`len + 1`) and slots.
+fn flatten_rows(rows: Vec<Vec<Slot>>) -> (Vec<u32>, Vec<Slot>) {
+    let mut offsets = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0u32);
+    let mut slots = Vec::new();
+    for row in rows {
+        slots.extend(row);
+        offsets.push(slots.len() as u32);
+    }
+    (offsets, slots)
+}
+
 fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
     // last_reader[d] == t + 1 once task t has listed d: distinct inputs in
     // one pass, however many times a task reads the same input.
@@ -340,8 +347,8 @@ struct LayerTables {
     /// up front (layers with equal names — the same computation built twice —
     /// share one entry); other `Name`s with a known text are added on first
     /// sight.
-    by_addr: HashMap<usize, usize, BuildHasherDefault<AddrHasher>>,
-    by_name: HashMap<Name, usize, xxhash_rust::xxh3::Xxh3Builder>,
+    by_addr: HashMap<usize, usize, Xxh3Builder>,
+    by_name: HashMap<Name, usize, Xxh3Builder>,
     /// Where layer `l`'s positions start in `ids`.
     base: Vec<usize>,
     ids: Vec<u32>,
@@ -353,8 +360,8 @@ impl LayerTables {
     fn new(graph: &Graph) -> Result<Self> {
         let all = graph.layers();
         let mut layers = Vec::with_capacity(all.len());
-        let mut by_addr = HashMap::with_capacity_and_hasher(all.len(), BuildHasherDefault::<AddrHasher>::default());
-        let mut by_name = HashMap::with_capacity_and_hasher(all.len(), xxhash_rust::xxh3::Xxh3Builder::new());
+        let mut by_addr = HashMap::with_capacity_and_hasher(all.len(), Xxh3Builder::new());
+        let mut by_name = HashMap::with_capacity_and_hasher(all.len(), Xxh3Builder::new());
         let mut base = Vec::with_capacity(all.len());
         let mut total = 0usize;
         for layer in all {
@@ -414,24 +421,6 @@ impl LayerTables {
             }));
         };
         Ok(&mut self.ids[self.base[l] + pos])
-    }
-}
-
-/// A hasher for addresses: they are already well spread.
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl std::hash::Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
     }
 }
 
@@ -624,13 +613,7 @@ fn fuse(plan: Plan) -> Plan {
         }
     }
     let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
-    let mut slot_offsets = Vec::with_capacity(inputs.len() + 1);
-    slot_offsets.push(0u32);
-    let mut slots = Vec::new();
-    for row in inputs {
-        slots.extend(row);
-        slot_offsets.push(slots.len() as u32);
-    }
+    let (slot_offsets, slots) = flatten_rows(inputs);
     // Fusing an acyclic plan keeps it acyclic and every slot valid.
     match Plan::assemble(keys, ops, slot_offsets, slots, outputs) {
         Ok(fused) => fused,

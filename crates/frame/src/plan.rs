@@ -282,26 +282,13 @@ impl Node {
 
     /// The node's inputs.
     pub(crate) fn children(&self) -> Vec<&Arc<Node>> {
-        match &self.kind {
-            Kind::Source(_) | Kind::Persisted { .. } => vec![],
-            Kind::Steps { input, .. }
-            | Kind::MapPartitions { input, .. }
-            | Kind::Reduce { input, .. }
-            | Kind::Shuffle { input, .. }
-            | Kind::RangeShuffle { input, .. }
-            | Kind::Regroup { input, .. }
-            | Kind::Partitions { input, .. }
-            | Kind::Head { input, .. } => vec![input],
-            Kind::Join { left, right, .. } => vec![left, right],
-            Kind::Concat { inputs, .. } => inputs.iter().collect(),
-        }
+        inputs_of(&self.kind)
     }
 }
 
-fn token_of(kind: &Kind, npartitions: usize) -> u64 {
-    let mut t = Tokenizer::new();
-    t.u64(npartitions as u64);
-    for c in match kind {
+/// The nodes a node of this kind reads.
+fn inputs_of(kind: &Kind) -> Vec<&Arc<Node>> {
+    match kind {
         Kind::Source(_) | Kind::Persisted { .. } => vec![],
         Kind::Steps { input, .. }
         | Kind::MapPartitions { input, .. }
@@ -313,7 +300,13 @@ fn token_of(kind: &Kind, npartitions: usize) -> u64 {
         | Kind::Head { input, .. } => vec![input],
         Kind::Join { left, right, .. } => vec![left, right],
         Kind::Concat { inputs, .. } => inputs.iter().collect(),
-    } {
+    }
+}
+
+fn token_of(kind: &Kind, npartitions: usize) -> u64 {
+    let mut t = Tokenizer::new();
+    t.u64(npartitions as u64);
+    for c in inputs_of(kind) {
         t.u64(c.token);
     }
     match kind {

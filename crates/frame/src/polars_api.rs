@@ -645,7 +645,7 @@ impl ParquetFooter {
                     let stats = stats.into_arrow().ok()?;
                     Some((value(stats.min_value), value(stats.max_value), stats.null_count))
                 };
-                // Polars' statistics decoder has `todo!()` arms for physical
+                // Polars' statistics decoder panics on physical
                 // types it does not expect; a file we cannot prune must still
                 // be read, never crash the planner.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
