@@ -609,7 +609,9 @@ pub fn lstsq(a: &Array<f64>, b: &Array<f64>) -> Result<Array<f64>> {
     let n = a.shape()[1];
     let stacked_key = match t.r.layer().body() {
         blockwise_core::LayerBody::Tasks(tasks) => tasks[0].1.inputs[0].clone(),
-        blockwise_core::LayerBody::Blockwise(_) => return Err(Error::graph("lstsq: unexpected R layer")),
+        blockwise_core::LayerBody::Single(_) | blockwise_core::LayerBody::Blockwise(_) => {
+            return Err(Error::graph("lstsq: unexpected R layer"));
+        }
     };
     let stacked_layer = t.r.layer().deps()[0].clone();
     let solve_name = Tokenizer::new().str("lstsq-solve").str(qtb.name.as_str()).name("lstsq");

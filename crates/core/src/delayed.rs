@@ -21,11 +21,15 @@
 //! A capturing closure gets a fresh key per call, since two closures of the
 //! same type may hold different state.
 
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::exec::Collection;
+use crate::fasthash::FastHash;
 use crate::graph::{Graph, Input, Layer, Task};
 use crate::key::{Key, Tokenizer};
 use crate::op::{ArgLayout, FnOp, ItemOp, Op, TaskFn};
@@ -130,10 +134,21 @@ pub struct ArgBuilder {
     tokenizer: Tokenizer,
     /// The layers in `deps`, by address, once there are many of them (a
     /// call over a list of a hundred thousand handles stays linear).
-    dep_set: std::collections::HashSet<usize>,
+    dep_set: std::collections::HashSet<usize, FastHash>,
 }
 
 impl ArgBuilder {
+    /// A builder for a call of `arity` arguments: each list is reserved for
+    /// exactly when it is added, so a call's input list holds no spare room
+    /// (a million calls keep a million lists).
+    fn with_arity(arity: usize) -> Self {
+        ArgBuilder {
+            inputs: Vec::with_capacity(arity),
+            layout: Vec::with_capacity(arity),
+            ..ArgBuilder::default()
+        }
+    }
+
     fn push_delayed<T>(&mut self, d: &Delayed<T>) {
         self.tokenizer.key(&d.key);
         self.inputs.push(Input::Key(d.key.clone()));
@@ -192,6 +207,7 @@ impl<A> IntoArg<Vec<A>> for Vec<Delayed<A>> {
 impl<A> IntoArg<Vec<A>> for &[Delayed<A>] {
     fn add_to(self, b: &mut ArgBuilder) {
         b.tokenizer.u64(self.len() as u64);
+        b.inputs.reserve_exact(self.len());
         for d in self {
             b.push_delayed(d);
         }
@@ -241,19 +257,77 @@ where
     }
 
     fn build(&self, mut b: ArgBuilder) -> Delayed<F::Output> {
-        let op: Arc<dyn Op> = Arc::new(FnOp::new(self.f.clone(), std::mem::take(&mut b.layout)));
-        op.tokenize(&mut b.tokenizer);
+        let layout = std::mem::take(&mut b.layout);
+        let (op, prefix) = if std::mem::size_of::<F>() == 0 {
+            // A function item or a closure without captures: one op for
+            // every call with this argument layout.
+            let shared = shared_op(&self.f, layout);
+            b.tokenizer.u64(shared.token);
+            (shared.op, shared.prefix)
+        } else {
+            let op: Arc<dyn Op> = Arc::new(FnOp::new(self.f.clone(), layout));
+            op.tokenize(&mut b.tokenizer);
+            let prefix = default_prefix(&*op);
+            (op, prefix)
+        };
         if !self.pure {
             b.tokenizer.unique();
         }
-        let prefix = match &self.prefix {
-            Some(p) => p.clone(),
-            None => op.label().replace("{{closure}}", "closure"),
-        };
-        let name = b.tokenizer.name(&prefix);
+        let name = b.tokenizer.name(self.prefix.as_deref().unwrap_or(&prefix));
         let layer = Layer::single(name.clone(), b.deps, Task::new(op, b.inputs));
         Delayed::from_layer(layer, Key::single(name))
     }
+}
+
+/// The key prefix of calls of `op`: its label, closures spelled `closure`.
+fn default_prefix(op: &dyn Op) -> Arc<str> {
+    Arc::from(op.label().replace("{{closure}}", "closure"))
+}
+
+/// What every call of one stateless function with one argument layout
+/// shares: the op, its token and the key prefix. Made once per thread, so a
+/// loop of a million `delayed(inc).call(i)` makes one op, not a million.
+#[derive(Clone)]
+struct SharedOp {
+    op: Arc<dyn Op>,
+    token: u64,
+    prefix: Arc<str>,
+}
+
+type SharedOps = HashMap<(TypeId, ArgLayout), SharedOp, FastHash>;
+
+thread_local! {
+    static SHARED_OPS: RefCell<SharedOps> = const { RefCell::new(HashMap::with_hasher(FastHash)) };
+}
+
+fn shared_op<F, Args>(f: &F, layout: ArgLayout) -> SharedOp
+where
+    F: TaskFn<Args> + Clone,
+    Args: 'static,
+{
+    // Lists of many lengths (one layout each) must not grow the cache
+    // without bound.
+    const MAX_ENTRIES: usize = 1024;
+    SHARED_OPS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let key = (TypeId::of::<F>(), layout);
+        if let Some(shared) = cache.get(&key) {
+            return shared.clone();
+        }
+        let op: Arc<dyn Op> = Arc::new(FnOp::new(f.clone(), key.1.clone()));
+        let mut tok = Tokenizer::new();
+        op.tokenize(&mut tok);
+        let shared = SharedOp {
+            token: tok.finish(),
+            prefix: default_prefix(&*op),
+            op,
+        };
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, shared.clone());
+        shared
+    })
 }
 
 macro_rules! delayed_call {
@@ -265,7 +339,7 @@ macro_rules! delayed_call {
             /// Builds the task calling the function with these arguments.
             #[allow(unused_mut, clippy::too_many_arguments)]
             pub fn call(&self, $($arg: impl IntoArg<$a>),*) -> Delayed<F::Output> {
-                let mut b = ArgBuilder::default();
+                let mut b = ArgBuilder::with_arity(F::ARITY);
                 $($arg.add_to(&mut b);)*
                 self.build(b)
             }
@@ -346,6 +420,48 @@ mod tests {
         let c = delayed(inc).impure().call(1);
         let d = delayed(inc).impure().call(1);
         assert_ne!(c.key(), d.key());
+    }
+
+    fn op_of<T>(d: &Delayed<T>) -> Arc<dyn Op> {
+        match d.layer().body() {
+            crate::graph::LayerBody::Single(task) => task.op.clone(),
+            _ => panic!("a delayed call is a single-task layer"),
+        }
+    }
+
+    #[test]
+    fn calls_of_one_function_share_one_op_per_argument_layout() {
+        let a = delayed(inc).call(1);
+        let b = delayed(inc).call(2);
+        assert!(Arc::ptr_eq(&op_of(&a), &op_of(&b)));
+        let total = |xs: Vec<i64>| -> i64 { xs.iter().sum() };
+        let s2 = delayed(total).call(vec![a.clone(), b.clone()]);
+        let s3 = delayed(total).call(vec![a.clone(), b.clone(), a.clone()]);
+        // Lists of different lengths have different layouts: different ops.
+        assert!(!Arc::ptr_eq(&op_of(&s2), &op_of(&s3)));
+        let k = 5i64;
+        let capturing = move |x: i64| x + k;
+        let c1 = delayed(capturing).call(1);
+        let c2 = delayed(capturing).call(1);
+        assert!(!Arc::ptr_eq(&op_of(&c1), &op_of(&c2)));
+        // Another thread builds its own shared op and the same keys.
+        let key_elsewhere = std::thread::spawn(|| delayed(inc).call(1).key().clone())
+            .join()
+            .unwrap();
+        assert_eq!(&key_elsewhere, a.key());
+    }
+
+    #[test]
+    fn a_single_task_layer_has_only_the_empty_index() {
+        let a = delayed(inc).call(1);
+        let layer = a.layer();
+        assert_eq!(layer.len(), 1);
+        assert_eq!(layer.keys(), vec![a.key().clone()]);
+        assert!(layer.task(&[]).is_ok());
+        let err = layer.task(&[0]).err().unwrap();
+        assert!(err.to_string().contains("is not in layer"), "{err}");
+        assert_eq!(layer.position(&[]), Some(0));
+        assert_eq!(layer.position(&[0]), None);
     }
 
     #[test]

@@ -151,8 +151,17 @@ impl fmt::Debug for Key {
 /// of the same build. It is not a cryptographic hash: it names tasks, it does
 /// not guard anything.
 pub struct Tokenizer {
-    hasher: Xxh3,
+    /// The stream while it is short (most tokens hash a few dozen bytes):
+    /// one-shot XXH3 over it at the end gives the same token as the
+    /// streaming state, without building that state (about 600 bytes) for
+    /// every `delayed` call.
+    pending: SmallVec<[u8; 120]>,
+    /// The streaming state, once the stream outgrows `pending`.
+    hasher: Option<Box<Xxh3>>,
 }
+
+/// Longest stream hashed in one shot.
+const ONE_SHOT_BYTES: usize = 1024;
 
 impl Default for Tokenizer {
     fn default() -> Self {
@@ -163,13 +172,30 @@ impl Default for Tokenizer {
 impl Tokenizer {
     /// An empty tokenizer.
     pub fn new() -> Self {
-        Tokenizer { hasher: Xxh3::new() }
+        Tokenizer {
+            pending: SmallVec::new(),
+            hasher: None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        } else if self.pending.len() + bytes.len() <= ONE_SHOT_BYTES {
+            self.pending.extend_from_slice(bytes);
+        } else {
+            let mut hasher = Box::new(Xxh3::new());
+            hasher.update(&self.pending);
+            hasher.update(bytes);
+            self.pending = SmallVec::new();
+            self.hasher = Some(hasher);
+        }
     }
 
     /// Feeds raw bytes, length-prefixed so that `("ab","c")` and `("a","bc")` differ.
     pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
-        self.hasher.update(&(bytes.len() as u64).to_le_bytes());
-        self.hasher.update(bytes);
+        self.update(&(bytes.len() as u64).to_le_bytes());
+        self.update(bytes);
         self
     }
 
@@ -180,7 +206,7 @@ impl Tokenizer {
 
     /// Feeds an integer.
     pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.hasher.update(&v.to_le_bytes());
+        self.update(&v.to_le_bytes());
         self
     }
 
@@ -208,13 +234,38 @@ impl Tokenizer {
 
     /// The 64-bit token so far.
     pub fn finish(&self) -> u64 {
-        self.hasher.digest()
+        match &self.hasher {
+            Some(hasher) => hasher.digest(),
+            None => xxhash_rust::xxh3::xxh3_64(&self.pending),
+        }
     }
 
     /// A name `"{prefix}-{token}"`, with a 16-hex-digit token.
     pub fn name(&self, prefix: &str) -> Name {
-        Name::new(&format!("{prefix}-{:016x}", self.finish()))
+        token_name(prefix, self.finish())
     }
+}
+
+/// `"{prefix}-{token:016x}"` as a [`Name`], written into one allocation (a
+/// million `delayed` calls make a million names).
+pub(crate) fn token_name(prefix: &str, token: u64) -> Name {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 17];
+    digits[0] = b'-';
+    for (i, d) in digits[1..].iter_mut().enumerate() {
+        *d = HEX[((token >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    let mut buf = [0u8; 96];
+    let len = prefix.len() + digits.len();
+    if len <= buf.len() {
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        buf[prefix.len()..len].copy_from_slice(&digits);
+        // Both parts are UTF-8: the prefix is a `str`, the rest ASCII.
+        if let Ok(text) = std::str::from_utf8(&buf[..len]) {
+            return Name::new(text);
+        }
+    }
+    Name::new(&format!("{prefix}-{token:016x}"))
 }
 
 fn nanos_since_epoch() -> u64 {
@@ -236,6 +287,37 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.prefix(), "inc");
+    }
+
+    #[test]
+    fn names_have_sixteen_hex_digits_for_any_prefix() {
+        let t = Tokenizer::new().str("x").finish();
+        let short = Tokenizer::new().str("x").name("inc");
+        assert_eq!(short.as_str(), format!("inc-{t:016x}"));
+        let long_prefix = "p".repeat(200);
+        let long = Tokenizer::new().str("x").name(&long_prefix);
+        assert_eq!(long.as_str(), format!("{long_prefix}-{t:016x}"));
+        assert_eq!(token_name("a", 0x0123_4567_89ab_cdef).as_str(), "a-0123456789abcdef");
+        assert_eq!(token_name("é", 0xf).as_str(), "é-000000000000000f");
+    }
+
+    #[test]
+    fn long_streams_give_the_streaming_hash() {
+        // Short and long streams (past the one-shot buffer) hash the same
+        // bytes as XXH3's streaming state does.
+        for len in [0usize, 5, 119, 121, 1000, 1030, 5000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut tok = Tokenizer::new();
+            let mut reference = Xxh3::new();
+            for piece in data.chunks(37) {
+                tok.bytes(piece);
+                reference.update(&(piece.len() as u64).to_le_bytes());
+                reference.update(piece);
+            }
+            tok.u64(len as u64);
+            reference.update(&(len as u64).to_le_bytes());
+            assert_eq!(tok.finish(), reference.digest(), "stream of {len} bytes");
+        }
     }
 
     #[test]

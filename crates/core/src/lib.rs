@@ -27,6 +27,7 @@ pub mod csr;
 pub mod delayed;
 pub mod error;
 pub mod exec;
+mod fasthash;
 pub mod graph;
 pub mod identity;
 pub mod key;

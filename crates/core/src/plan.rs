@@ -13,10 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::Xxh3Builder;
-
 use crate::csr::Csr;
 use crate::error::{Error, Result};
+use crate::fasthash::FastHash;
 use crate::graph::{Graph, Layer, TaskPart};
 use crate::key::{Key, Name};
 use crate::op::Op;
@@ -340,15 +339,17 @@ fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
 
 /// The layers of a graph, found by key name, each with a table from a
 /// task's position in its layer to its plan id.
-struct LayerTables {
-    layers: Vec<Arc<Layer>>,
+struct LayerTables<'g> {
+    /// Borrowed from the graph: planning a million single-task layers
+    /// touches no reference count.
+    layers: Vec<&'g Layer>,
     /// Names are shared `Arc<str>`s: lookups find a layer by the address of
     /// its name and never hash the string. Every layer's own name is entered
     /// up front (layers with equal names — the same computation built twice —
     /// share one entry); other `Name`s with a known text are added on first
     /// sight.
-    by_addr: HashMap<usize, usize, Xxh3Builder>,
-    by_name: HashMap<Name, usize, Xxh3Builder>,
+    by_addr: HashMap<usize, u32, FastHash>,
+    by_name: HashMap<&'g str, u32, FastHash>,
     /// Where layer `l`'s positions start in `ids`.
     base: Vec<usize>,
     ids: Vec<u32>,
@@ -356,37 +357,51 @@ struct LayerTables {
 
 const UNSEEN: u32 = u32::MAX;
 
-impl LayerTables {
-    fn new(graph: &Graph) -> Result<Self> {
-        let all = graph.layers();
-        let mut layers = Vec::with_capacity(all.len());
-        let mut by_addr = HashMap::with_capacity_and_hasher(all.len(), Xxh3Builder::new());
-        let mut by_name = HashMap::with_capacity_and_hasher(all.len(), Xxh3Builder::new());
-        let mut base = Vec::with_capacity(all.len());
+/// Two layers under one name must be the same computation.
+fn check_same_length(first: &Layer, other: &Layer) -> Result<()> {
+    if first.len() == other.len() {
+        return Ok(());
+    }
+    Err(Error::graph(format!(
+        "two different layers are named {}: names must be unique per computation",
+        other.name()
+    )))
+}
+
+impl<'g> LayerTables<'g> {
+    /// Walks the graph from its roots once, entering each layer's name
+    /// address and text as it is first reached (a layer whose text is
+    /// already known is an alias of the first, and its own dependencies,
+    /// the same computation by name, are not walked again).
+    fn new(graph: &'g Graph) -> Result<Self> {
+        let mut layers: Vec<&'g Layer> = Vec::new();
+        let mut by_addr: HashMap<usize, u32, FastHash> = HashMap::with_hasher(FastHash);
+        let mut by_name: HashMap<&'g str, u32, FastHash> = HashMap::with_hasher(FastHash);
+        let mut base = Vec::new();
         let mut total = 0usize;
-        for layer in all {
-            let l = match by_name.entry(layer.name().clone()) {
+        let mut stack: Vec<&'g Layer> = graph.roots().iter().rev().map(|l| &**l).collect();
+        while let Some(layer) = stack.pop() {
+            let addr = layer.name().addr();
+            if let Some(&l) = by_addr.get(&addr) {
+                check_same_length(layers[l as usize], layer)?;
+                continue;
+            }
+            match by_name.entry(layer.name().as_str()) {
                 std::collections::hash_map::Entry::Occupied(e) => {
                     let l = *e.get();
-                    let first: &Arc<Layer> = &layers[l];
-                    if first.len() != layer.len() {
-                        return Err(Error::graph(format!(
-                            "two different layers are named {}: names must be unique per computation",
-                            layer.name()
-                        )));
-                    }
-                    l
+                    check_same_length(layers[l as usize], layer)?;
+                    by_addr.insert(addr, l);
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let l = layers.len();
+                    let l = layers.len() as u32;
                     e.insert(l);
+                    by_addr.insert(addr, l);
                     base.push(total);
                     total += layer.len();
-                    layers.push(layer.clone());
-                    l
+                    layers.push(layer);
+                    stack.extend(layer.deps().iter().rev().map(|d| &**d));
                 }
-            };
-            by_addr.insert(layer.name().addr(), l);
+            }
         }
         Ok(LayerTables {
             layers,
@@ -397,30 +412,24 @@ impl LayerTables {
         })
     }
 
-    fn layer_of(&mut self, name: &Name) -> Option<usize> {
+    fn layer_of(&mut self, name: &Name) -> Option<u32> {
         let addr = name.addr();
         if let Some(&l) = self.by_addr.get(&addr) {
             return Some(l);
         }
-        let l = *self.by_name.get(name)?;
+        let l = *self.by_name.get(name.as_str())?;
         self.by_addr.insert(addr, l);
         Some(l)
     }
 
     /// The id slot of `index` in layer `l`, or the layer's own error when
     /// the index is not one of its keys.
-    fn slot(&mut self, l: usize, index: &[u32]) -> Result<&mut u32> {
-        let layer = &self.layers[l];
+    fn slot(&mut self, l: u32, index: &[u32]) -> Result<&mut u32> {
+        let layer = self.layers[l as usize];
         let Some(pos) = layer.position(index) else {
-            return Err(layer.task(index).err().unwrap_or_else(|| {
-                Error::graph(format!(
-                    "key {} is not in layer {}",
-                    Key::new(layer.name().clone(), index),
-                    layer.name()
-                ))
-            }));
+            return Err(layer.key_error(index));
         };
-        Ok(&mut self.ids[self.base[l] + pos])
+        Ok(&mut self.ids[self.base[l as usize] + pos])
     }
 }
 
@@ -432,6 +441,8 @@ impl LayerTables {
 fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     let mut tables = LayerTables::new(graph)?;
     let mut keys: Vec<Key> = Vec::new();
+    // The layer of each task, so expanding it needs no lookup by name.
+    let mut layer_of_task: Vec<u32> = Vec::new();
     let mut ops: Vec<Option<Arc<dyn Op>>> = Vec::new();
     let mut stack: Vec<u32> = Vec::new();
     let mut output_ids = Vec::with_capacity(outputs.len());
@@ -442,10 +453,13 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                 key.name
             )));
         };
+        // The layer's own name, so every key of a layer shares one.
+        let name = tables.layers[l as usize].name();
         let slot = tables.slot(l, &key.index)?;
         if *slot == UNSEEN {
             *slot = keys.len() as u32;
-            keys.push(key.clone());
+            keys.push(Key::new(name.clone(), &key.index));
+            layer_of_task.push(l);
             ops.push(None);
         }
         output_ids.push(*slot);
@@ -456,27 +470,26 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     let mut slots: Vec<Slot> = Vec::new();
     let mut pending: Vec<u32> = Vec::new();
     while let Some(id) = stack.pop() {
-        let key = keys[id as usize].clone();
-        let Some(l) = tables.layer_of(&key.name) else {
-            return Err(Error::graph(format!("no layer of the graph is named {}", key.name)));
-        };
-        let layer = tables.layers[l].clone();
+        let layer = tables.layers[layer_of_task[id as usize] as usize];
+        let index = keys[id as usize].index.clone();
         pending.clear();
-        layer.visit_task(&key.index, |part| {
+        layer.visit_task(&index, |part| {
             match part {
                 TaskPart::Op(op) => ops[id as usize] = Some(op.clone()),
                 TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
-                TaskPart::Key(name, index) => {
+                TaskPart::Key(name, dep_index) => {
                     let Some(dl) = tables.layer_of(name) else {
                         return Err(Error::graph(format!(
-                            "task {key} reads key {}, but no layer of the graph is named {name}",
-                            Key::new(name.clone(), index)
+                            "task {} reads key {}, but no layer of the graph is named {name}",
+                            Key::new(layer.name().clone(), &index),
+                            Key::new(name.clone(), dep_index)
                         )));
                     };
-                    let slot = tables.slot(dl, index)?;
+                    let slot = tables.slot(dl, dep_index)?;
                     if *slot == UNSEEN {
                         *slot = keys.len() as u32;
-                        keys.push(Key::new(name.clone(), index));
+                        keys.push(Key::new(name.clone(), dep_index));
+                        layer_of_task.push(dl);
                         ops.push(None);
                         pending.push(*slot);
                     }
@@ -489,6 +502,8 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         // First input expanded first, as a depth-first walk would.
         stack.extend(pending.iter().rev());
     }
+    drop(layer_of_task);
+    drop(tables);
     let n = keys.len();
     // Rows back in id order.
     let mut row_at = vec![(0u32, 0u32); n];
