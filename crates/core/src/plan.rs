@@ -776,6 +776,68 @@ mod tests {
     }
 
     #[test]
+    fn a_computation_built_twice_is_planned_once() {
+        use crate::delayed::delayed;
+        use crate::exec::Collection;
+        fn add(a: i64, b: i64) -> i64 {
+            a + b
+        }
+        // Two separately built layers with one name (two allocations of it).
+        let a1 = delayed(inc).call(1);
+        let a2 = delayed(inc).call(1);
+        assert!(!Arc::ptr_eq(a1.layer(), a2.layer()));
+        let s = delayed(add).call(&a1, &a2);
+        let plan = Plan::build(
+            &s.graph(),
+            &[s.key().clone(), a2.key().clone()],
+            &PlanOptions { fuse: false },
+        )
+        .unwrap();
+        assert_eq!(plan.len(), 2, "inc once, add once");
+        let inc_id = plan.outputs()[1];
+        let add_id = plan.outputs()[0];
+        assert!(
+            plan.slots(add_id)
+                .iter()
+                .all(|s| matches!(s, Slot::Task(t) if *t == inc_id))
+        );
+        assert_eq!(plan.dependencies().row(add_id), &[inc_id]);
+    }
+
+    #[test]
+    fn two_different_layers_under_one_name_are_an_error() {
+        let name = Name::new("same-name");
+        let one = Layer::single(
+            name.clone(),
+            vec![],
+            Task::new(identity(), vec![Input::Literal(Arc::new(1i64))]),
+        );
+        let two = Layer::new(
+            Name::new("same-name"),
+            vec![],
+            LayerBody::Tasks(
+                (0..2u32)
+                    .map(|i| {
+                        (
+                            Key::new(Name::new("same-name"), &[i]),
+                            Task::new(identity(), vec![Input::Literal(Arc::new(i64::from(i)))]),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+        let mut graph = Graph::from_layer(one);
+        graph.add_layer(two);
+        let err = Plan::build(&graph, &[Key::single(name)], &PlanOptions::default())
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("two different layers are named same-name"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cull_keeps_only_what_outputs_need() {
         let name = Name::new("xs");
         let tasks = (0..10u32)
