@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::exec::Collection;
-use crate::fasthash::FastHash;
 use crate::graph::{Graph, Input, Layer, Task};
+use crate::hash::FastHash;
 use crate::key::{Key, Tokenizer};
 use crate::op::{ArgLayout, FnOp, ItemOp, Op, TaskFn};
 use crate::value::{FromValue, IntoValue, Value};
@@ -297,7 +297,7 @@ struct SharedOp {
 type SharedOps = HashMap<(TypeId, ArgLayout), SharedOp, FastHash>;
 
 thread_local! {
-    static SHARED_OPS: RefCell<SharedOps> = const { RefCell::new(HashMap::with_hasher(FastHash)) };
+    static SHARED_OPS: RefCell<SharedOps> = const { RefCell::new(HashMap::with_hasher(FastHash::new())) };
 }
 
 fn shared_op<F, Args>(f: &F, layout: ArgLayout) -> SharedOp

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::fasthash::FastHash;
+use crate::hash::FastHash;
 use crate::key::{Index, Key, Name};
 use crate::op::Op;
 use crate::value::Value;
@@ -455,7 +455,7 @@ impl Graph {
     /// [`Graph::layers`] without touching a reference count: a graph of a
     /// million `delayed` calls is walked without a million atomic updates.
     pub(crate) fn walk(&self) -> Vec<&Arc<Layer>> {
-        let mut seen: HashSet<*const Layer, FastHash> = HashSet::with_hasher(FastHash);
+        let mut seen: HashSet<*const Layer, FastHash> = HashSet::with_hasher(FastHash::new());
         let mut out = Vec::new();
         // Iterative post-order DFS.
         let mut stack: Vec<(&Arc<Layer>, bool)> = self.roots.iter().rev().map(|l| (l, false)).collect();

@@ -20,6 +20,7 @@
 //! - [`exec`]: the contract between collections and executors, and callbacks.
 //! - [`config`]: layered configuration, as `dask.config`.
 //! - [`identity`]: the build id checked at every handshake.
+//! - [`hash`]: a fast hash for in-process maps (addresses, names, words).
 //! - [`visualize`]: DOT and SVG pictures of graphs.
 
 pub mod config;
@@ -27,8 +28,8 @@ pub mod csr;
 pub mod delayed;
 pub mod error;
 pub mod exec;
-mod fasthash;
 pub mod graph;
+pub mod hash;
 pub mod identity;
 pub mod key;
 #[cfg(feature = "ndarray")]

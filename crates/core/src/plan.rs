@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::fasthash::FastHash;
 use crate::graph::{Graph, Layer, TaskPart};
+use crate::hash::FastHash;
 use crate::key::{Key, Name};
 use crate::op::Op;
 use crate::order;
@@ -375,8 +375,8 @@ impl<'g> LayerTables<'g> {
     /// the same computation by name, are not walked again).
     fn new(graph: &'g Graph) -> Result<Self> {
         let mut layers: Vec<&'g Layer> = Vec::new();
-        let mut by_addr: HashMap<usize, u32, FastHash> = HashMap::with_hasher(FastHash);
-        let mut by_name: HashMap<&'g str, u32, FastHash> = HashMap::with_hasher(FastHash);
+        let mut by_addr: HashMap<usize, u32, FastHash> = HashMap::with_hasher(FastHash::new());
+        let mut by_name: HashMap<&'g str, u32, FastHash> = HashMap::with_hasher(FastHash::new());
         let mut base = Vec::new();
         let mut total = 0usize;
         let mut stack: Vec<&'g Layer> = graph.roots().iter().rev().map(|l| &**l).collect();

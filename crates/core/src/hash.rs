@@ -1,30 +1,51 @@
-//! A fast hash for the planner's in-process maps.
+//! A fast hash for in-process maps.
 //!
 //! Planning a million single-task layers looks up a million layer addresses
-//! and names. A streaming XXH3 state is built per lookup by
-//! `Xxh3Builder`; this hash is a multiply-and-rotate per eight bytes
-//! with a 64-bit finaliser, so the lowest bits (which pick the bucket) depend
-//! on every bit of an address whose low bits are zero by alignment. The maps
-//! it serves hold this process's own addresses, names and type ids, never
-//! keys chosen by someone else, so resistance to collision attacks is not
-//! needed.
+//! and names; a word count looks up every word. `Xxh3Builder` builds a
+//! streaming XXH3 state per lookup and std's SipHash is several times slower
+//! on short keys. [`FastHash`] is a multiply-and-rotate per eight bytes with
+//! a 64-bit finaliser, so the lowest bits (which pick the bucket) depend on
+//! every bit of the key, even of an address whose low bits are zero by
+//! alignment.
+//!
+//! [`FastHash::new`] is deterministic, for maps of this process's own
+//! addresses, names and type ids. Maps keyed by data (words of a text) use
+//! [`FastHash::random`], seeded once per process, so which keys collide is
+//! not known in advance. Nothing may depend on a map's iteration order.
 
 use std::hash::{BuildHasher, Hasher};
 
-/// Builds [`FastHasher`]s.
+/// Builds [`FastHasher`]s from a seed.
 #[derive(Clone, Copy, Default, Debug)]
-pub(crate) struct FastHash;
+pub struct FastHash {
+    seed: u64,
+}
+
+impl FastHash {
+    /// The deterministic hash (seed 0).
+    pub const fn new() -> Self {
+        FastHash { seed: 0 }
+    }
+
+    /// A hash seeded once per process from std's random state.
+    pub fn random() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1);
+        FastHash { seed }
+    }
+}
 
 impl BuildHasher for FastHash {
     type Hasher = FastHasher;
 
+    #[inline]
     fn build_hasher(&self) -> FastHasher {
-        FastHasher(0)
+        FastHasher(self.seed)
     }
 }
 
 /// The hasher state: one word.
-pub(crate) struct FastHasher(u64);
+pub struct FastHasher(u64);
 
 const MUL: u64 = 0x517c_c1b7_2722_0a95;
 
@@ -90,7 +111,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn hash_of<T: std::hash::Hash + ?Sized>(v: &T) -> u64 {
-        FastHash.hash_one(v)
+        FastHash::new().hash_one(v)
     }
 
     #[test]
@@ -108,5 +129,12 @@ mod tests {
         assert_ne!(hash_of("ab"), hash_of("ab\0"));
         assert_ne!(hash_of(""), hash_of("\0"));
         assert_eq!(hash_of("same"), hash_of("same"));
+    }
+
+    #[test]
+    fn a_random_seed_is_fixed_for_the_process() {
+        let (a, b) = (FastHash::random(), FastHash::random());
+        assert_eq!(a.hash_one("word"), b.hash_one("word"));
+        assert_ne!(a.hash_one("word"), FastHash::new().hash_one("word"));
     }
 }
