@@ -20,6 +20,7 @@
 //! `foldby`) end in a one-partition layer, keyed `(name, 0)`; the others end
 //! in an [`Item`], keyed `(name)`.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -27,6 +28,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use blockwise_core::delayed::Delayed;
+use blockwise_core::hash::FastHash;
 use blockwise_core::op::registered_name_of;
 use blockwise_core::{Collection, Error, Graph, Input, Key, Layer, LayerBody, Name, Result, Task, Tokenizer, Value};
 use serde::{Deserialize, Serialize};
@@ -337,14 +339,16 @@ fn nonempty<A>(parts: Vec<A>, f: impl Fn(A, A) -> A) -> Result<A> {
 /// A hash map that remembers the order in which keys first arrived, so a
 /// merge of ordered partial results stays in first-appearance order.
 pub(crate) struct OrderedMap<K, V> {
-    map: HashMap<K, (V, u64)>,
+    map: HashMap<K, (V, u64), FastHash>,
     next: u64,
 }
 
 impl<K: Eq + Hash, V> OrderedMap<K, V> {
     pub(crate) fn new() -> Self {
         OrderedMap {
-            map: HashMap::new(),
+            // Seeded once per process: which words collide is not known in
+            // advance; the entries keep first-appearance order regardless.
+            map: HashMap::with_hasher(FastHash::random()),
             next: 0,
         }
     }
@@ -355,6 +359,23 @@ impl<K: Eq + Hash, V> OrderedMap<K, V> {
             Some((old, _)) => merge(old, value),
             None => {
                 self.map.insert(key, (value, self.next));
+                self.next += 1;
+            }
+        }
+    }
+
+    /// [`upsert`](Self::upsert) of a borrowed key: an owned copy is made only
+    /// when the key is new.
+    #[inline]
+    pub(crate) fn upsert_borrowed<Q>(&mut self, key: &Q, value: V, merge: impl FnOnce(&mut V, V))
+    where
+        Q: ?Sized + Hash + Eq + ToOwned<Owned = K>,
+        K: Borrow<Q>,
+    {
+        match self.map.get_mut(key) {
+            Some((old, _)) => merge(old, value),
+            None => {
+                self.map.insert(key.to_owned(), (value, self.next));
                 self.next += 1;
             }
         }
@@ -508,15 +529,18 @@ pub(crate) fn count_reduction<T: Element>() -> Reduction<T, usize> {
     }
 }
 
+/// Merges `frequencies` partials in order: counts added, keys in first
+/// appearance order.
+fn merge_counts<K: Eq + Hash>(parts: Vec<Vec<(K, usize)>>) -> Result<Vec<(K, usize)>> {
+    let mut counts = OrderedMap::new();
+    for (x, n) in parts.into_iter().flatten() {
+        counts.upsert(x, n, |c, n| *c += n);
+    }
+    Ok(counts.into_vec())
+}
+
 /// The reduction behind [`Bag::frequencies`].
 pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Vec<(T, usize)>> {
-    let merge = |parts: Vec<Vec<(T, usize)>>| {
-        let mut counts = OrderedMap::new();
-        for (x, n) in parts.into_iter().flatten() {
-            counts.upsert(x, n, |c, n| *c += n);
-        }
-        Ok(counts.into_vec())
-    };
     Reduction {
         prefix: "frequencies",
         token: Tokenizer::new().str("frequencies").finish(),
@@ -529,9 +553,39 @@ pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Ve
             })?;
             Ok(counts.into_vec())
         }),
-        combine: Arc::new(merge),
+        combine: Arc::new(merge_counts::<T>),
         finish: Box::new(partition::<(T, usize)>),
         portable: Some(ReduceSpec::Frequencies),
+    }
+}
+
+/// The reduction behind [`Bag::frequencies_of`]: `keys` lends each
+/// record's keys; a key is copied only when a partition first sees it.
+fn frequencies_of_reduction<T, Q, F>(keys: F) -> Reduction<T, Vec<(Q::Owned, usize)>>
+where
+    T: Element,
+    Q: ?Sized + Hash + Eq + ToOwned,
+    Q::Owned: Element + Hash + Eq + Borrow<Q>,
+    F: Fn(&T, &mut dyn FnMut(&Q)) + Send + Sync + 'static,
+{
+    let mut tok = Tokenizer::new();
+    tok.str("frequencies-of");
+    feed_fn::<F>(&mut tok);
+    Reduction {
+        prefix: "frequencies",
+        token: tok.finish(),
+        fns: vec![FnName::of::<F>()],
+        part: Box::new(move |stage, args| {
+            let mut counts: OrderedMap<Q::Owned, usize> = OrderedMap::new();
+            drive(stage, args, &mut |x: T| {
+                keys(&x, &mut |q: &Q| counts.upsert_borrowed(q, 1, |c, n| *c += n));
+                Ok(())
+            })?;
+            Ok(counts.into_vec())
+        }),
+        combine: Arc::new(merge_counts::<Q::Owned>),
+        finish: Box::new(partition::<(Q::Owned, usize)>),
+        portable: None,
     }
 }
 
@@ -776,6 +830,38 @@ impl<T: Element> Bag<T> {
         T: Eq + Hash,
     {
         self.small_bag(frequencies_reduction())
+    }
+
+    /// How often each key occurs, where every record lends any number of
+    /// keys: `keys(record, emit)` calls `emit` once per key, with a key
+    /// borrowed from the record. A one-partition bag of `(key, count)` in
+    /// first-appearance order: the same as `flat_map` to owned keys then
+    /// [`frequencies`](Self::frequencies), without an owned key (a `String`)
+    /// per occurrence — within a partition a key is copied only the first
+    /// time it is seen. Word counts:
+    ///
+    /// ```no_run
+    /// # fn main() -> blockwise_core::Result<()> {
+    /// use blockwise_local::Compute;
+    /// let top = blockwise_bag::read_text("books/*.txt")?
+    ///     .frequencies_of(|line: &String, emit: &mut dyn FnMut(&str)| {
+    ///         line.split_ascii_whitespace().for_each(emit)
+    ///     })
+    ///     .topk(100, |(_, n)| *n)
+    ///     .compute()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The function is a closure of this process: this reduction runs on
+    /// the local executors only (sending it elsewhere is a
+    /// [`blockwise_core::ErrorKind::NotRegistered`] error).
+    pub fn frequencies_of<Q, F>(&self, keys: F) -> Bag<(Q::Owned, usize)>
+    where
+        Q: ?Sized + Hash + Eq + ToOwned,
+        Q::Owned: Element + Hash + Eq + Borrow<Q>,
+        F: Fn(&T, &mut dyn FnMut(&Q)) + Send + Sync + 'static,
+    {
+        self.small_bag(frequencies_of_reduction(keys))
     }
 
     fn top_by(&self, prefix: &'static str, k: usize, token: u64, fns: Vec<FnName>, better: Arc<RankFn<T>>) -> Bag<T> {

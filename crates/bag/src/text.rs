@@ -481,6 +481,33 @@ fn read_block(block: &TextBlock, on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) ->
     read_lines(reader, path, pos, block.end, false, on_line)
 }
 
+/// The index of the first `\n` in `bytes`: eight bytes at a time (a
+/// zero-byte test on the word XOR-ed with newlines), then the tail.
+#[inline]
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = ONES * b'\n' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_le_bytes(word) ^ NEWLINES;
+        // Exact for the lowest zero byte (borrows only run upwards).
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'\n').map(|i| at + i)
+}
+
+/// Reads lines from `start` (a line start) up to the line that crosses
+/// `end`. A line lying whole in the reader's buffer is handed out from the
+/// buffer itself; only a line cut by the buffer's end is copied (into
+/// `partial`).
 fn read_lines<R: BufRead>(
     mut reader: R,
     path: &Path,
@@ -489,40 +516,69 @@ fn read_lines<R: BufRead>(
     gzip: bool,
     on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) -> Flow,
 ) -> Flow {
-    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    let read_error = |e: io::Error| {
+        if gzip {
+            io_error(format!(
+                "cannot read {} as gzip (corrupt or cut short?): {e}",
+                path.display()
+            ))
+        } else {
+            io_error(format!("cannot read {}: {e}", path.display()))
+        }
+    };
+    let mut partial: Vec<u8> = Vec::new();
+    // Where the next line starts (the partial one, if any).
     let mut pos = start;
     let mut rel = 0u64;
+    let strip = |line: &[u8]| -> usize {
+        match line.strip_suffix(b"\r") {
+            Some(l) => l.len(),
+            None => line.len(),
+        }
+    };
     loop {
-        if end.is_some_and(|end| pos >= end) {
+        if partial.is_empty() && end.is_some_and(|end| pos >= end) {
             return Ok(());
         }
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-            if gzip {
-                io_error(format!(
-                    "cannot read {} as gzip (corrupt or cut short?): {e}",
-                    path.display()
-                ))
-            } else {
-                io_error(format!("cannot read {}: {e}", path.display()))
+        let available = reader.fill_buf().map_err(read_error)?;
+        if available.is_empty() {
+            // The last line, without a line ending (a `\r` there is kept).
+            if !partial.is_empty() {
+                on_line(
+                    &partial,
+                    &LinePos {
+                        path,
+                        first: start,
+                        rel,
+                    },
+                )?;
             }
-        })?;
-        if n == 0 {
             return Ok(());
         }
-        pos += n as u64;
-        let line = match buf.strip_suffix(b"\n") {
-            Some(l) => l.strip_suffix(b"\r").unwrap_or(l),
-            None => &buf[..],
+        let Some(i) = find_newline(available) else {
+            partial.extend_from_slice(available);
+            let n = available.len();
+            reader.consume(n);
+            continue;
         };
-        on_line(
-            line,
-            &LinePos {
-                path,
-                first: start,
-                rel,
-            },
-        )?;
+        let pos_line = LinePos {
+            path,
+            first: start,
+            rel,
+        };
+        let taken = i + 1;
+        if partial.is_empty() {
+            let line = &available[..i];
+            on_line(&line[..strip(line)], &pos_line)?;
+            pos += taken as u64;
+        } else {
+            partial.extend_from_slice(&available[..i]);
+            let n = strip(&partial);
+            on_line(&partial[..n], &pos_line)?;
+            pos += (partial.len() + 1) as u64;
+            partial.clear();
+        }
+        reader.consume(taken);
         rel += 1;
     }
 }
@@ -696,7 +752,21 @@ fn json_parser<T: Element>() -> Arc<LineParser<T>> {
         if trimmed.is_empty() {
             return Ok(());
         }
-        match serde_json::from_slice::<T>(trimmed) {
+        // UTF-8 checked once for the line, so that the parser need not
+        // check every string it reads.
+        let indent = line.len() - line.trim_ascii_start().len();
+        let text = match std::str::from_utf8(trimmed) {
+            Ok(text) => text,
+            Err(e) => {
+                return bad_line(
+                    bad,
+                    pos,
+                    Some(indent + e.valid_up_to() + 1),
+                    format!("not valid UTF-8: {e}"),
+                );
+            }
+        };
+        match serde_json::from_str::<T>(text) {
             Ok(record) => sink(record),
             Err(e) => {
                 // serde_json ends its message with the position in the
@@ -704,7 +774,6 @@ fn json_parser<T: Element>() -> Arc<LineParser<T>> {
                 let message = e.to_string();
                 let suffix = format!(" at line {} column {}", e.line(), e.column());
                 let message = message.strip_suffix(&suffix).unwrap_or(&message);
-                let indent = line.len() - line.trim_ascii_start().len();
                 let column = (e.column() > 0).then(|| e.column() + indent);
                 bad_line(bad, pos, column, format!("not a valid {type_name}: {message}"))
             }
@@ -881,6 +950,66 @@ impl<T: Element + fmt::Display> Bag<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_newline_finds_the_first_one_anywhere() {
+        for len in 0..40 {
+            for at in 0..=len {
+                // Bytes of every value but a newline, then one at `at` and
+                // maybe a second later.
+                let mut bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 240) as u8 + 11).collect();
+                assert_eq!(find_newline(&bytes), None, "{len}");
+                if at < len {
+                    bytes[at] = b'\n';
+                    if at + 3 < len {
+                        bytes[at + 3] = b'\n';
+                    }
+                    assert_eq!(find_newline(&bytes), Some(at), "{len} {at}");
+                }
+            }
+        }
+        // Bytes next to the newline's value, and high bytes, are no newline.
+        assert_eq!(find_newline(&[9, 11, 0x8a, 0xff, 0, 1, 2, 3, 4, 10]), Some(9));
+    }
+
+    /// The lines `read_lines` hands out from `[start, end)` of `content`
+    /// through a buffer of `capacity` bytes.
+    fn lines_via(content: &[u8], capacity: usize, start: u64, end: Option<u64>) -> Vec<Vec<u8>> {
+        let mut reader = BufReader::with_capacity(capacity, std::io::Cursor::new(content));
+        reader.seek(SeekFrom::Start(start)).unwrap();
+        let mut out = Vec::new();
+        let flow = read_lines(reader, Path::new("mem"), start, end, false, &mut |line, _| {
+            out.push(line.to_vec());
+            Ok(())
+        });
+        assert!(flow.is_ok(), "reading failed");
+        out
+    }
+
+    #[test]
+    fn lines_cut_by_the_buffer_read_like_whole_ones() {
+        let content = b"alpha beta\r\n\nx\nlonger line with words\r\n\r\nlast\r";
+        let expected: Vec<&[u8]> = vec![b"alpha beta", b"", b"x", b"longer line with words", b"", b"last\r"];
+        for capacity in [1, 2, 3, 5, 8, 13, 64, 4096] {
+            assert_eq!(lines_via(content, capacity, 0, None), expected, "capacity {capacity}");
+        }
+        // A block: the lines that start before its end, from its start.
+        // "x\n" starts at 13; "longer…" at 15.
+        for capacity in [1, 4, 4096] {
+            assert_eq!(
+                lines_via(content, capacity, 13, Some(15)),
+                vec![b"x".to_vec()],
+                "capacity {capacity}"
+            );
+            assert_eq!(
+                lines_via(content, capacity, 13, Some(16)),
+                vec![b"x".to_vec(), b"longer line with words".to_vec()],
+                "capacity {capacity}"
+            );
+        }
+        assert_eq!(lines_via(b"", 4, 0, None), Vec::<Vec<u8>>::new());
+        assert_eq!(lines_via(b"\n", 4, 0, None), vec![Vec::<u8>::new()]);
+    }
 
     #[test]
     fn output_names() {

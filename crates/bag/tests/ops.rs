@@ -207,6 +207,23 @@ proptest! {
     }
 
     #[test]
+    fn frequencies_of_borrowed_words_equals_flat_map_then_frequencies(
+        lines in proptest::collection::vec("[abc ]{0,10}", 0..60),
+        cuts in proptest::collection::vec(0usize..60, 0..6),
+        fan_in in 2usize..5,
+    ) {
+        let b = bag::from_partitions(partitioned(&lines, &cuts)).split_every(fan_in);
+        let words: Vec<String> = lines.iter().flat_map(|l| l.split_ascii_whitespace().map(str::to_string)).collect();
+        let expected = first_appearance_counts(&words);
+        let owned = b.flat_map(|l: String| l.split_ascii_whitespace().map(str::to_string).collect::<Vec<_>>());
+        let borrowed = b.frequencies_of(|l: &String, emit: &mut dyn FnMut(&str)| l.split_ascii_whitespace().for_each(emit));
+        for opts in executors() {
+            prop_assert_eq!(borrowed.compute_with(opts.clone()).unwrap(), expected.clone());
+            prop_assert_eq!(owned.frequencies().compute_with(opts.clone()).unwrap(), expected.clone());
+        }
+    }
+
+    #[test]
     fn grouping((data, cuts, fan_in) in case(), out in 1usize..6) {
         let b = bag::from_partitions(partitioned(&data, &cuts)).split_every(fan_in);
         // foldby: sum and count per key, keys in first-appearance order

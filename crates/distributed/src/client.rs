@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::FrameLimits;
 use crate::id::{ClientId, TaskId};
+use crate::layers::{LayeredGraph, has_generated_layers};
 use crate::protocol::{ClientMessage, ClusterEvent, Envelope, Hello, PROTOCOL_VERSION, Role, ToClient, Welcome};
 use crate::scheduler::{NewTask, Submission, TaskFailure};
 use crate::spec::{literal_task, submission_of};
@@ -386,6 +387,12 @@ impl Client {
         // Encoded here, sent as a payload (no size limit of control parts).
         let encoded = crate::frame::encode(&submission)?;
         drop(submission);
+        self.submit_payload(ClientMessage::SubmitEncoded, encoded, outputs)
+    }
+
+    /// Sends a submission (`message`, with `encoded` as its payload) and
+    /// waits for the scheduler to accept it.
+    fn submit_payload(&self, message: ClientMessage, encoded: Vec<u8>, outputs: Vec<Key>) -> Result<Vec<Future>> {
         let (ack, acked) = oneshot::channel();
         let futures = {
             let mut state = self.inner.shared.lock();
@@ -415,7 +422,7 @@ impl Client {
             self.inner
                 .to_scheduler
                 .send(Outgoing {
-                    message: ClientMessage::SubmitEncoded,
+                    message,
                     payload: Some(encoded),
                 })
                 .map_err(|_| self.closed_error("the client is shutting down"))?;
@@ -448,8 +455,23 @@ impl Client {
 
     /// [`Client::persist`] with a priority and retries.
     pub fn persist_with<C: Collection>(&self, collection: &C, options: &SubmitOptions) -> Result<Vec<Future>> {
-        let plan = Plan::build(&collection.graph(), &collection.output_keys(), &Default::default())?;
-        self.submit_plan_with(&plan, options)
+        self.submit_graph(&collection.graph(), &collection.output_keys(), options)
+    }
+
+    /// Submits the computation of `outputs` from `graph`; returns a future
+    /// for each output, in order. A graph with a generated layer travels
+    /// as its layers and the scheduler expands it (a million-task layer is
+    /// one small message, see [`crate::layers`]); any other graph as its
+    /// plan, culled and fused here.
+    pub fn submit_graph(&self, graph: &Graph, outputs: &[Key], options: &SubmitOptions) -> Result<Vec<Future>> {
+        if !has_generated_layers(graph) {
+            let plan = Plan::build(graph, outputs, &Default::default())?;
+            return self.submit_plan_with(&plan, options);
+        }
+        let layered = LayeredGraph::from_graph(graph, outputs, options.priority, options.retries)?;
+        let encoded = crate::frame::encode(&layered)?;
+        drop(layered);
+        self.submit_payload(ClientMessage::SubmitLayers, encoded, outputs.to_vec())
     }
 
     // ----- named datasets --------------------------------------------------
@@ -968,12 +990,33 @@ impl Executor for Client {
     /// every task as the scheduler reports it (with `worker` the worker's
     /// id number and a unit value: results stay on the workers), and
     /// `finish`.
+    ///
+    /// A graph with a generated layer travels as its layers and is
+    /// expanded on the scheduler ([`crate::layers`]); the plan the
+    /// callbacks see is then built here without fusion, so that its tasks
+    /// are the scheduler's.
     fn execute(&self, graph: &Graph, outputs: &[Key], options: &RunOptions) -> Result<Vec<Value>> {
-        let plan = blockwise_core::exec::plan(graph, outputs, options)?;
         let callbacks = blockwise_local::callbacks_for(options)?;
+        let layered = has_generated_layers(graph);
+        let submit = |plan: Option<&Plan>| match plan {
+            Some(plan) if !layered => self.submit_plan(plan),
+            _ => self.submit_graph(graph, outputs, &SubmitOptions::default()),
+        };
         if callbacks.is_empty() {
-            return self.submit_plan(&plan).and_then(|futures| self.gather(&futures));
+            let plan = if layered {
+                None
+            } else {
+                Some(blockwise_core::exec::plan(graph, outputs, options)?)
+            };
+            return submit(plan.as_ref()).and_then(|futures| self.gather(&futures));
         }
+        let plan = if layered {
+            let mut unfused = options.plan.clone();
+            unfused.fuse = false;
+            Plan::build(graph, outputs, &unfused)?
+        } else {
+            blockwise_core::exec::plan(graph, outputs, options)?
+        };
         for cb in &callbacks {
             cb.start(&plan);
         }
@@ -981,7 +1024,7 @@ impl Executor for Client {
         let done = std::sync::atomic::AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let follower = scope.spawn(|| follow(&plan, &callbacks, events, &done));
-            let result = self.submit_plan(&plan).and_then(|futures| self.gather(&futures));
+            let result = submit(Some(&plan)).and_then(|futures| self.gather(&futures));
             done.store(true, std::sync::atomic::Ordering::Release);
             let _ = follower.join();
             result
@@ -1002,7 +1045,8 @@ fn follow(
     events: Events,
     done: &std::sync::atomic::AtomicBool,
 ) {
-    let ids: HashMap<&Key, u32> = plan.keys().iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
+    let ids: HashMap<&Key, u32, crate::id::IdBuildHasher> =
+        plan.keys().iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
     let unit: Value = Arc::new(());
     let mut seen = vec![false; plan.len()];
     let mut on = |event: ClusterEvent| {

@@ -21,7 +21,9 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::Hash;
+
+use blockwise_core::hash::FastHash;
 use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
@@ -381,48 +383,12 @@ impl<I: GenerationalId, V> std::ops::IndexMut<I> for Slab<I, V> {
     }
 }
 
-/// A fast, deterministic hasher for small integer ids (the Fx hash of
-/// rustc). Deterministic matters: iteration order of an [`IdSet`] decides
-/// the order of commands, and a test must see the same order every run.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
+/// The hasher of id maps and sets: core's deterministic [`FastHash`].
+/// Deterministic matters: iteration order of an [`IdSet`] decides the order
+/// of commands, and a test must see the same order every run.
+pub type IdBuildHasher = FastHash;
 
-impl IdHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u8(&mut self, v: u8) {
-        self.add(u64::from(v));
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.add(u64::from(v));
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.add(v);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.add(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// The [`std::hash::BuildHasher`] of [`IdHasher`].
-pub type IdBuildHasher = BuildHasherDefault<IdHasher>;
-
-/// A hash map keyed by ids, with the deterministic [`IdHasher`].
+/// A hash map keyed by ids, with the deterministic [`IdBuildHasher`].
 pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuildHasher>;
 
 /// Sets this large move from a small inline vector to a hash set.

@@ -22,6 +22,8 @@
 //!   certificates.
 //! - [`spec`]: a plan's task as the opaque bytes the scheduler forwards and
 //!   a worker rebuilds from its registry.
+//! - [`layers`]: a graph sent as its layers and expanded on the scheduler
+//!   (a generated layer of a million tasks travels as one template).
 //! - [`server`]: the scheduler server driving the state machine.
 //! - [`worker`]: the worker (the user's own executable in worker mode).
 //! - [`store`]: a worker's results, spilled to disk beyond a memory limit.
@@ -30,7 +32,7 @@
 //!   machine.
 //!
 //! ```text
-//!   Client ──Submit(task specs: opaque bytes)──▶ scheduler server ──Compute──▶ worker
+//!   Client ──Submit(layers | task specs)───────▶ scheduler server ──Compute──▶ worker
 //!     ▲  ◀──InMemory / Erred / WhoHas────────────  (state machine)  ◀─Finished── │
 //!     └────────────── GetData (results, worker → client directly) ◀────────────── ┘
 //!                                                worker ◀── GetData ──▶ worker
@@ -44,8 +46,7 @@
 //! at every handshake and refuses the others with a message naming both
 //! builds. The scheduler itself runs no user code (`blockwise scheduler`).
 //!
-//! Not yet: the dashboard, futures as inputs of later graphs,
-//! scheduler-side layer expansion.
+//! Not yet: the dashboard, futures as inputs of later graphs.
 //!
 //! ```no_run
 //! use blockwise_distributed::{LocalCluster, serve_if_worker};
@@ -64,6 +65,7 @@ pub mod client;
 pub mod cluster;
 pub mod frame;
 pub mod id;
+pub mod layers;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;

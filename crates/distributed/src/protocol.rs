@@ -37,7 +37,7 @@ use crate::id::{ClientId, RunId, StimulusId, TaskId, WorkerId};
 use crate::scheduler::{Command, ComputeTask, Event, StealOutcome, Submission, TaskFailure, WorkerInfo, WorkerMetrics};
 
 /// Version of this protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first message on a connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -234,6 +234,11 @@ pub enum ClientMessage {
     /// first payload: a graph of a million tasks is larger than a control
     /// part may be. The server turns it into `Submit` as it arrives.
     SubmitEncoded,
+    /// Compute a graph sent as its layers: a
+    /// [`crate::layers::LayeredGraph`], postcard-encoded in the message's
+    /// first payload. The server expands it into a `Submit` as it
+    /// arrives (answered as a `Submit`: `Accepted` or `Rejected`).
+    SubmitLayers,
     /// No longer wanted (see [`Event::ClientReleased`]).
     Release(Vec<Key>),
     /// Where are the results of these keys? (Answered with
@@ -277,6 +282,7 @@ impl ClientMessage {
             ClientMessage::Release(keys) => Some(Event::ClientReleased { client, keys }),
             ClientMessage::WhoHas(_)
             | ClientMessage::SubmitEncoded
+            | ClientMessage::SubmitLayers
             | ClientMessage::Publish { .. }
             | ClientMessage::Unpublish { .. }
             | ClientMessage::GetDataset { .. }
@@ -516,6 +522,7 @@ mod tests {
                     nbytes: 10,
                     who_has: vec![WorkerId::new(1), WorkerId::new(2)],
                 }],
+                suspicious: 1,
             })),
         });
         roundtrip(WorkerMessage::StealResponse {

@@ -93,6 +93,8 @@ enum Inbound {
     Worker(WorkerId, WorkerMessage),
     WorkerClosed(WorkerId, String),
     Client(ClientId, ClientMessage),
+    /// A submission that could not be expanded: answered `Rejected`.
+    Refused(ClientId, String),
     ClientClosed(ClientId),
     Snapshot(oneshot::Sender<SchedulerSnapshot>),
 }
@@ -305,12 +307,7 @@ impl Core {
     /// scheduler acts on it (so a client hears of a task's end before it
     /// hears of the result the task completes).
     fn publish_worker_message(&mut self, worker: WorkerId, message: &WorkerMessage) {
-        let current = |task: TaskId, run| {
-            self.scheduler
-                .task_by_id(task)
-                .filter(|t| t.state == TaskState::Processing && t.processing_on == Some(worker) && t.run == Some(run))
-                .map(|t| t.key)
-        };
+        let current = |task: TaskId, run| self.scheduler.current_run_key(task, worker, run).cloned();
         let event = match *message {
             WorkerMessage::Finished {
                 task,
@@ -493,6 +490,10 @@ impl Core {
             Inbound::Worker(w, m) => self.on_worker_message(w, m),
             Inbound::WorkerClosed(w, why) => self.worker_lost(w, false, &why),
             Inbound::Client(c, m) => self.on_client_message(c, m),
+            Inbound::Refused(c, message) => {
+                tracing::warn!("{c}: submission rejected: {message}");
+                self.answer(c, ToClient::Rejected { message });
+            }
             Inbound::Snapshot(reply) => {
                 let _ = reply.send(SchedulerSnapshot {
                     workers: self.workers.len(),
@@ -690,6 +691,18 @@ async fn handshake_and_serve(mut connection: Connection, core: mpsc::UnboundedSe
                     let submission =
                         postcard::from_bytes(bytes).map_err(|e| format!("its submitted graph is malformed ({e})"))?;
                     ClientMessage::Submit(submission)
+                }
+                // A graph sent as layers is expanded here too. A graph
+                // that does not hold together is refused (the connection
+                // stays); only bytes that do not decode close it.
+                ClientMessage::SubmitLayers => {
+                    let bytes = payloads.first().ok_or("SubmitLayers without its payload")?;
+                    let graph: crate::layers::LayeredGraph =
+                        postcard::from_bytes(bytes).map_err(|e| format!("its layered graph is malformed ({e})"))?;
+                    match graph.expand() {
+                        Ok(submission) => ClientMessage::Submit(submission),
+                        Err(e) => return forward(&core, Inbound::Refused(client, e.to_string())),
+                    }
                 }
                 m => m,
             };

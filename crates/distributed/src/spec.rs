@@ -7,11 +7,18 @@
 //! inputs its own way; the key is what both ends agree on), a literal with
 //! its codec. The worker rebuilds the op from its own registry
 //! ([`blockwise_core::op::decode_op`]) and calls it.
+//!
+//! A task of a generated layer (expanded on the scheduler, see
+//! [`crate::layers`]) carries its layer's one [`WireTemplate`] instead,
+//! shared by every task of the layer: the worker resolves the template's
+//! arguments at the index of the task's key, exactly as
+//! [`blockwise_core::Layer::visit_task`] does in the client's process.
 
 use std::sync::Arc;
 
+use blockwise_core::key::Index;
 use blockwise_core::value::{decode_value, encode_value, postcard_decode, postcard_encode};
-use blockwise_core::{Key, Op, Plan, Result, Slot, Value};
+use blockwise_core::{BlockArg, Blockwise, IndexMap, Input, Key, Name, Op, Plan, Result, Slot, Task, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::scheduler::{Submission, TaskSpec};
@@ -36,6 +43,105 @@ pub struct WireTask {
     pub inputs: Vec<SpecInput>,
 }
 
+/// A task spec as written: one task, or the template of a generated
+/// layer's tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum WireSpec {
+    Task(WireTask),
+    Generated(WireTemplate),
+}
+
+/// The tasks of a generated layer as a worker reads them: one op and
+/// arguments resolved at each task's index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireTemplate {
+    /// The registered op name.
+    pub op: String,
+    /// The op's encoded parameters.
+    pub params: Vec<u8>,
+    /// The arguments, in order.
+    pub args: Vec<TemplateArg>,
+}
+
+/// One argument of a [`WireTemplate`] (a [`blockwise_core::BlockArg`] as
+/// sent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TemplateArg {
+    /// The same literal for every task: its codec and encoded bytes.
+    Literal(String, Vec<u8>),
+    /// The task's index along this axis, as a `u64`.
+    BlockIndex(u32),
+    /// The result of the task of layer `name` at the index given by the
+    /// map (one entry per dimension of that layer).
+    Block(Name, Vec<IndexMap>),
+}
+
+/// The spec shared by every task of a generated layer.
+pub fn encode_template(layer: &Name, rule: &Blockwise) -> Result<TaskSpec> {
+    let mut params = Vec::new();
+    rule.op
+        .encode_params(&mut params)
+        .map_err(|e| e.context(format!("while sending layer {layer} to a cluster")))?;
+    let args = rule
+        .args
+        .iter()
+        .map(|a| {
+            Ok(match a {
+                BlockArg::Literal(v) => {
+                    let encoded = encode_value(v)
+                        .map_err(|e| e.context(format!("while sending a literal argument of layer {layer}")))?;
+                    TemplateArg::Literal(encoded.codec, encoded.bytes.to_vec())
+                }
+                BlockArg::BlockIndex(axis) => TemplateArg::BlockIndex(*axis),
+                BlockArg::Block { name, map } => TemplateArg::Block(name.clone(), map.clone()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    postcard_encode(
+        &WireSpec::Generated(WireTemplate {
+            op: rule.op.name().to_string(),
+            params,
+            args,
+        }),
+        &mut out,
+    )?;
+    Ok(TaskSpec::new(out))
+}
+
+/// Encodes one explicit task (`key` running `task`) for a worker.
+pub fn encode_explicit(key: &Key, task: &Task) -> Result<TaskSpec> {
+    let mut params = Vec::new();
+    task.op
+        .encode_params(&mut params)
+        .map_err(|e| e.context(format!("while sending task {key} to a cluster")))?;
+    let inputs = task
+        .inputs
+        .iter()
+        .map(|i| {
+            Ok(match i {
+                Input::Key(k) => SpecInput::Key(k.clone()),
+                Input::Literal(v) => {
+                    let encoded = encode_value(v)
+                        .map_err(|e| e.context(format!("while sending a literal input of task {key}")))?;
+                    SpecInput::Literal(encoded.codec, encoded.bytes.to_vec())
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    write_task(WireTask {
+        op: task.op.name().to_string(),
+        params,
+        inputs,
+    })
+}
+
+fn write_task(task: WireTask) -> Result<TaskSpec> {
+    let mut out = Vec::new();
+    postcard_encode(&WireSpec::Task(task), &mut out)?;
+    Ok(TaskSpec::new(out))
+}
+
 /// Encodes task `id` of `plan` for a worker. Fails with the op's own error
 /// when the op cannot leave this process (a closure names the fix).
 pub fn encode_task(plan: &Plan, id: u32) -> Result<TaskSpec> {
@@ -57,16 +163,11 @@ pub fn encode_task(plan: &Plan, id: u32) -> Result<TaskSpec> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut out = Vec::new();
-    postcard_encode(
-        &WireTask {
-            op: op.name().to_string(),
-            params,
-            inputs,
-        },
-        &mut out,
-    )?;
-    Ok(TaskSpec::new(out))
+    write_task(WireTask {
+        op: op.name().to_string(),
+        params,
+        inputs,
+    })
 }
 
 /// The submission of every task of `plan`, each encoded by [`encode_task`].
@@ -92,8 +193,12 @@ pub enum Argument {
 
 /// Rebuilds task `key` from its spec with this executable's registry.
 pub fn decode_task(key: &Key, spec: &TaskSpec) -> Result<RunnableTask> {
-    let wire: WireTask =
+    let wire: WireSpec =
         postcard_decode(spec.bytes()).map_err(|e| e.context(format!("while reading the spec of task {key}")))?;
+    let wire = match wire {
+        WireSpec::Task(task) => task,
+        WireSpec::Generated(template) => return decode_generated(key, template),
+    };
     let op = blockwise_core::op::decode_op(&wire.op, &wire.params).map_err(|e| e.context(format!("in task {key}")))?;
     let inputs = wire
         .inputs
@@ -111,20 +216,54 @@ pub fn decode_task(key: &Key, spec: &TaskSpec) -> Result<RunnableTask> {
     Ok(RunnableTask { op, inputs })
 }
 
+/// Task `key` of a generated layer: the template's arguments at the key's
+/// index (as [`blockwise_core::Layer::visit_task`] resolves them).
+fn decode_generated(key: &Key, template: WireTemplate) -> Result<RunnableTask> {
+    let op = blockwise_core::op::decode_op(&template.op, &template.params)
+        .map_err(|e| e.context(format!("in task {key}")))?;
+    let axis = |a: u32| {
+        key.index.get(a as usize).copied().ok_or_else(|| {
+            blockwise_core::Error::graph(format!(
+                "task {key}: axis {a} is outside its {}-d index",
+                key.index.len()
+            ))
+        })
+    };
+    let inputs = template
+        .args
+        .into_iter()
+        .map(|a| {
+            Ok(match a {
+                TemplateArg::Literal(codec, bytes) => Argument::Value(
+                    decode_value(&codec, &bytes)
+                        .map_err(|e| e.context(format!("while decoding a literal input of task {key}")))?,
+                ),
+                TemplateArg::BlockIndex(a) => Argument::Value(Arc::new(u64::from(axis(a)?)) as Value),
+                TemplateArg::Block(name, map) => {
+                    let index = map
+                        .iter()
+                        .map(|m| match m {
+                            IndexMap::Axis(a) => axis(*a),
+                            IndexMap::Fixed(i) => Ok(*i),
+                        })
+                        .collect::<Result<Index>>()?;
+                    Argument::Key(Key { name, index })
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RunnableTask { op, inputs })
+}
+
 /// The spec of a task that returns `value` itself (how [`crate::Client::scatter`]
 /// sends data: the scheduler keeps only the key, a worker holds the value).
 pub fn literal_task(value: &Value) -> Result<TaskSpec> {
     let encoded = encode_value(value)?;
-    let mut out = Vec::new();
-    postcard_encode(
-        &WireTask {
-            op: blockwise_core::op::identity().name().to_string(),
-            params: Vec::new(),
-            inputs: vec![SpecInput::Literal(encoded.codec, encoded.bytes.to_vec())],
-        },
-        &mut out,
-    )?;
-    Ok(TaskSpec::new(out))
+    write_task(WireTask {
+        op: blockwise_core::op::identity().name().to_string(),
+        params: Vec::new(),
+        inputs: vec![SpecInput::Literal(encoded.codec, encoded.bytes.to_vec())],
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 //! encoded stay in memory), the worker pauses: the scheduler sends it no
 //! new tasks until it is back under.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use blockwise_core::value::{decode_value, encode_value};
@@ -59,7 +58,7 @@ pub(crate) struct Encoded {
 
 /// The results a worker holds.
 pub(crate) struct Store {
-    entries: HashMap<TaskId, Entry>,
+    entries: crate::id::IdMap<TaskId, Entry>,
     limits: MemoryLimits,
     /// This worker's spill directory, made on first spill.
     directory: PathBuf,
@@ -79,7 +78,7 @@ impl Store {
             .directory
             .join(format!("blockwise-worker-{}-{n}-spill", std::process::id()));
         Store {
-            entries: HashMap::new(),
+            entries: Default::default(),
             limits,
             directory,
             made_directory: false,

@@ -5,10 +5,14 @@
 //! it is told:
 //!
 //! - **Compute**: fetch the inputs it does not hold from the peers that hold
-//!   them (worker to worker, directly), then run the task on one of its
-//!   threads, most urgent ready task first; keep the result and report
-//!   `Finished` (or `Erred`, with the key and the cause — a panic is caught
-//!   and reported, never fatal).
+//!   them (worker to worker, directly, at most `FETCH_BATCH` (1024) results per
+//!   request), then run the task on one of its threads, most urgent ready
+//!   task first; keep the result and report `Finished` (or `Erred`, with
+//!   the key and the cause — a panic is caught and reported, never fatal).
+//!   Tiny tasks run in *batches*: a thread takes the most urgent ready
+//!   tasks up to about `BATCH_WINDOW_US` (1 ms) of their learned run time, the
+//!   scheduler hears their `Started` in one write before the first runs,
+//!   and their reports go out together.
 //! - **Free / Cancel**: drop results; a cancelled task is not started, and
 //!   its result, if its thread was already running it, is dropped on
 //!   arrival (every report quotes its run, see the scheduler's "Messages
@@ -37,7 +41,7 @@ use blockwise_core::{Error, ErrorKind, Key, Result, Value, identity};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::FrameLimits;
-use crate::id::{GenerationalId, StimulusId, TaskId, WorkerId};
+use crate::id::{GenerationalId, IdBuildHasher, IdMap, StimulusId, TaskId, WorkerId};
 use crate::protocol::{
     Envelope, Hello, PROTOCOL_VERSION, PeerRequest, PeerResponse, Role, ToWorker, Welcome, WorkerMessage,
 };
@@ -170,12 +174,8 @@ type Store = Arc<Mutex<crate::store::Store>>;
 enum Internal {
     Scheduler(Envelope<ToWorker>),
     SchedulerClosed(String),
-    Done {
-        task: TaskId,
-        run: crate::id::RunId,
-        outcome: std::result::Result<Value, String>,
-        duration: Duration,
-    },
+    /// A thread finished a batch of tasks.
+    Done(Vec<Done>),
     Fetched {
         holder: WorkerId,
         found: Vec<(TaskId, Value)>,
@@ -193,6 +193,11 @@ enum Phase {
 struct Assigned {
     compute: Box<ComputeTask>,
     phase: Phase,
+    /// While fetching: the inputs before this position are known to be
+    /// here (inputs only arrive while a task waits), so each arrival
+    /// checks on from there and a task reading a million inputs is
+    /// checked in time linear in them, not quadratic.
+    present: usize,
 }
 
 struct Core {
@@ -201,22 +206,25 @@ struct Core {
     address: String,
     threads: usize,
     store: Store,
-    tasks: HashMap<TaskId, Assigned>,
+    tasks: IdMap<TaskId, Assigned>,
     ready: BTreeSet<(Priority, TaskId)>,
     running: usize,
     peers: HashMap<WorkerId, String>,
     /// Inputs to fetch, with where they are (as last told).
-    wanted: HashMap<TaskId, Vec<WorkerId>>,
+    wanted: IdMap<TaskId, Vec<WorkerId>>,
     /// Inputs being fetched right now.
-    in_flight: HashSet<TaskId>,
+    in_flight: HashSet<TaskId, IdBuildHasher>,
     /// Assigned tasks waiting for each input.
-    waiters: HashMap<TaskId, Vec<TaskId>>,
+    waiters: IdMap<TaskId, Vec<TaskId>>,
     to_scheduler: mpsc::UnboundedSender<Outgoing>,
     internal: mpsc::UnboundedSender<Internal>,
     /// Connections to peers, reused.
     pool: PeerPool,
     /// Whether this worker told the scheduler it paused.
     paused: bool,
+    /// Moving average of the run time of each key prefix run here,
+    /// microseconds (decides what is batched).
+    durations: HashMap<Box<str>, u64>,
 }
 
 async fn worker_main(options: WorkerOptions) -> Result<()> {
@@ -312,13 +320,13 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
         address: address.clone(),
         threads: options.threads.max(1),
         store,
-        tasks: HashMap::new(),
+        tasks: IdMap::default(),
         ready: BTreeSet::new(),
         running: 0,
         peers: HashMap::new(),
-        wanted: HashMap::new(),
-        in_flight: HashSet::new(),
-        waiters: HashMap::new(),
+        wanted: IdMap::default(),
+        in_flight: HashSet::default(),
+        waiters: IdMap::default(),
         to_scheduler,
         internal: internal_tx,
         pool: PeerPool::new(
@@ -328,6 +336,7 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
             me.to_string(),
         ),
         paused: false,
+        durations: HashMap::new(),
     };
     let mut heartbeat = tokio::time::interval(options.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -346,7 +355,7 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
                     tracing::info!("{me}: lost the scheduler at {scheduler}: {why}");
                     return Ok(());
                 }
-                Internal::Done { task, run, outcome, duration } => core.on_done(task, run, outcome, duration),
+                Internal::Done(done) => core.on_done(done),
                 Internal::Fetched { holder, found, missing } => core.on_fetched(holder, found, missing),
             },
             _ = heartbeat.tick() => {
@@ -482,7 +491,14 @@ impl Core {
         } else {
             Phase::Fetching
         };
-        if let Some(old) = self.tasks.insert(task, Assigned { compute, phase }) {
+        if let Some(old) = self.tasks.insert(
+            task,
+            Assigned {
+                compute,
+                phase,
+                present: 0,
+            },
+        ) {
             self.ready.remove(&(old.compute.priority, task));
         }
         if phase == Phase::Ready {
@@ -535,22 +551,30 @@ impl Core {
             let internal = self.internal.clone();
             let pool = self.pool.clone();
             let me = self.me;
+            // One request at a time per holder, each within what one
+            // response may carry (a payload per result): a task reading a
+            // million inputs fetches them in rounds, each handled as it
+            // arrives, over one connection.
             tokio::spawn(async move {
-                let message = match pool.fetch(&address, batch.clone()).await {
-                    Ok(PeerData { found, missing }) => Internal::Fetched { holder, found, missing },
-                    Err(e) => {
-                        tracing::warn!(
-                            "{me}: fetching {} results from {holder} at {address} failed: {e}",
-                            batch.len()
-                        );
-                        Internal::Fetched {
-                            holder,
-                            found: vec![],
-                            missing: batch,
+                for chunk in batch.chunks(FETCH_BATCH) {
+                    let message = match pool.fetch(&address, chunk.to_vec()).await {
+                        Ok(PeerData { found, missing }) => Internal::Fetched { holder, found, missing },
+                        Err(e) => {
+                            tracing::warn!(
+                                "{me}: fetching {} results from {holder} at {address} failed: {e}",
+                                chunk.len()
+                            );
+                            Internal::Fetched {
+                                holder,
+                                found: vec![],
+                                missing: chunk.to_vec(),
+                            }
                         }
+                    };
+                    if internal.send(message).is_err() {
+                        return;
                     }
-                };
-                let _ = internal.send(message);
+                }
             });
         }
     }
@@ -598,7 +622,11 @@ impl Core {
             return;
         }
         let store = self.store.lock().expect("store lock");
-        if a.compute.inputs.iter().all(|i| store.contains(&i.task)) {
+        let inputs = &a.compute.inputs;
+        while a.present < inputs.len() && store.contains(&inputs[a.present].task) {
+            a.present += 1;
+        }
+        if a.present == inputs.len() {
             a.phase = Phase::Ready;
             self.ready.insert((a.compute.priority, task));
         }
@@ -635,111 +663,215 @@ impl Core {
     }
 
     /// Starts ready tasks while threads are free, most urgent first.
+    ///
+    /// A thread is given a *batch*: the most urgent ready task, and after
+    /// it, while their expected time (learned per key prefix on this
+    /// worker) stays within [`BATCH_WINDOW_US`], the next ones — at most
+    /// an equal share of the ready tasks per free thread. A task of a
+    /// prefix never run here, or one that workers died running before
+    /// (`suspicious`), runs alone. One `Started` flush and one thread
+    /// hand-off per batch, not per task, is what makes tiny tasks cheap.
     fn dispatch(&mut self) {
         while self.running < self.threads {
-            let Some((_, task)) = self.ready.pop_first() else {
-                return;
-            };
-            let Some(a) = self.tasks.get_mut(&task) else {
-                continue;
-            };
-            // Gather the inputs by task id; one freed meanwhile is fetched
-            // again.
-            let mut store = self.store.lock().expect("store lock");
-            let mut by_key: HashMap<&Key, Value> = HashMap::with_capacity(a.compute.inputs.len());
-            let mut missing = Vec::new();
-            for i in &a.compute.inputs {
-                match store.get(&i.task) {
-                    Ok(Some(v)) => {
-                        by_key.insert(&i.key, v);
-                    }
-                    Ok(None) => missing.push((i.task, i.who_has.clone())),
-                    Err(e) => {
-                        // A spilled value that cannot be read back is gone:
-                        // fetch it anew (or have it recomputed).
-                        tracing::warn!("{}: {e}", self.me);
-                        store.remove(&i.task);
-                        missing.push((i.task, i.who_has.clone()));
-                    }
+            let free = self.threads - self.running;
+            let share = self.ready.len().div_ceil(free).clamp(1, MAX_BATCH);
+            let mut batch: Vec<Job> = Vec::new();
+            let mut expected = 0u64;
+            while batch.len() < share {
+                let Some(&(_, task)) = self.ready.first() else {
+                    break;
+                };
+                let Some(a) = self.tasks.get(&task) else {
+                    self.ready.pop_first();
+                    continue;
+                };
+                let cost = if a.compute.suspicious > 0 {
+                    None
+                } else {
+                    self.durations.get(a.compute.key.name.prefix()).copied()
+                };
+                if !batch.is_empty() && cost.is_none_or(|c| expected + c > BATCH_WINDOW_US) {
+                    break;
+                }
+                self.ready.pop_first();
+                if let Some(job) = self.prepare(task) {
+                    batch.push(job);
+                    expected += cost.unwrap_or(BATCH_WINDOW_US);
                 }
             }
-            drop(store);
-            if !missing.is_empty() {
-                a.phase = Phase::Fetching;
-                let inputs: Vec<TaskId> = missing.iter().map(|(i, _)| *i).collect();
-                for (input, who_has) in missing {
-                    self.waiters.entry(input).or_default().push(task);
-                    self.wanted.insert(input, who_has);
+            if batch.is_empty() {
+                if self.ready.is_empty() {
+                    return;
                 }
-                self.fetch(&inputs);
                 continue;
             }
-            a.phase = Phase::Running;
-            let compute = &a.compute;
-            let (key, spec, run) = (compute.key.clone(), compute.spec.clone(), compute.run);
-            let inputs: HashMap<Key, Value> = by_key.into_iter().map(|(k, v)| (k.clone(), v)).collect();
             self.running += 1;
-            // The task starts only once the scheduler's connection carries
-            // `Started`: if the task then kills this process, the scheduler
-            // knows which task to suspect (and fails it with KilledWorker
-            // after `allowed-failures` deaths instead of retrying forever).
+            // The batch starts only once the scheduler's connection carries
+            // its `Started`s: if a task then kills this process, the
+            // scheduler knows which tasks to suspect (and fails the culprit
+            // with KilledWorker after `allowed-failures` deaths instead of
+            // retrying forever; a suspect runs alone from then on).
             let (on_wire, wired) = oneshot::channel();
-            let _ = self
-                .to_scheduler
-                .send((WorkerMessage::Started { task, run }, Some(on_wire)));
+            let last = batch.len() - 1;
+            let mut on_wire = Some(on_wire);
+            for (i, job) in batch.iter().enumerate() {
+                let notify = if i == last { on_wire.take() } else { None };
+                let _ = self.to_scheduler.send((
+                    WorkerMessage::Started {
+                        task: job.task,
+                        run: job.run,
+                    },
+                    notify,
+                ));
+            }
             let internal = self.internal.clone();
             tokio::task::spawn_blocking(move || {
                 // An error means the connection is gone: the worker is
-                // ending, and the result will not be reported anyway.
+                // ending, and the results will not be reported anyway.
                 let _ = wired.blocking_recv();
-                let start = Instant::now();
-                let outcome = run_task(&key, &spec, &inputs);
-                let _ = internal.send(Internal::Done {
-                    task,
-                    run,
-                    outcome,
-                    duration: start.elapsed(),
-                });
+                let done = batch
+                    .into_iter()
+                    .map(|job| {
+                        let start = Instant::now();
+                        let outcome = run_task(&job.key, &job.spec, &job.inputs);
+                        Done {
+                            task: job.task,
+                            run: job.run,
+                            outcome,
+                            duration: start.elapsed(),
+                        }
+                    })
+                    .collect();
+                let _ = internal.send(Internal::Done(done));
             });
         }
     }
 
-    fn on_done(
-        &mut self,
-        task: TaskId,
-        run: crate::id::RunId,
-        outcome: std::result::Result<Value, String>,
-        duration: Duration,
-    ) {
-        self.running -= 1;
-        let current = self
-            .tasks
-            .get(&task)
-            .is_some_and(|a| a.compute.run == run && a.phase == Phase::Running);
-        if !current {
-            // Cancelled while it ran: the scheduler ignores this run.
-            return;
+    /// Lines up a ready task's inputs and marks it running; a task whose
+    /// input was freed meanwhile goes back to fetching it (`None`).
+    fn prepare(&mut self, task: TaskId) -> Option<Job> {
+        let a = self.tasks.get_mut(&task)?;
+        let mut store = self.store.lock().expect("store lock");
+        let mut inputs: HashMap<Key, Value> = HashMap::with_capacity(a.compute.inputs.len());
+        let mut missing = Vec::new();
+        for i in &a.compute.inputs {
+            match store.get(&i.task) {
+                Ok(Some(v)) => {
+                    inputs.insert(i.key.clone(), v);
+                }
+                Ok(None) => missing.push((i.task, i.who_has.clone())),
+                Err(e) => {
+                    // A spilled value that cannot be read back is gone:
+                    // fetch it anew (or have it recomputed).
+                    tracing::warn!("{}: {e}", self.me);
+                    store.remove(&i.task);
+                    missing.push((i.task, i.who_has.clone()));
+                }
+            }
         }
-        self.tasks.remove(&task);
-        match outcome {
-            Ok(value) => {
-                let nbytes = value.size_bytes() as u64;
-                self.store.lock().expect("store lock").insert(task, value);
-                self.check_pause();
-                self.send(WorkerMessage::Finished {
+        drop(store);
+        if !missing.is_empty() {
+            a.phase = Phase::Fetching;
+            a.present = 0;
+            let fetch: Vec<TaskId> = missing.iter().map(|(i, _)| *i).collect();
+            for (input, who_has) in missing {
+                self.waiters.entry(input).or_default().push(task);
+                self.wanted.insert(input, who_has);
+            }
+            self.fetch(&fetch);
+            return None;
+        }
+        a.phase = Phase::Running;
+        let compute = &a.compute;
+        Some(Job {
+            task,
+            run: compute.run,
+            key: compute.key.clone(),
+            spec: compute.spec.clone(),
+            inputs,
+        })
+    }
+
+    /// A thread finished a batch: keep the results of the runs still
+    /// current and report each.
+    fn on_done(&mut self, done: Vec<Done>) {
+        self.running -= 1;
+        let mut stored = false;
+        for Done {
+            task,
+            run,
+            outcome,
+            duration,
+        } in done
+        {
+            let current = self
+                .tasks
+                .get(&task)
+                .is_some_and(|a| a.compute.run == run && a.phase == Phase::Running);
+            if !current {
+                // Cancelled while it ran: the scheduler ignores this run.
+                continue;
+            }
+            let assigned = self.tasks.remove(&task).expect("checked above");
+            let prefix = assigned.compute.key.name.prefix();
+            let us = duration.as_micros() as u64;
+            match self.durations.get_mut(prefix) {
+                Some(d) => *d = *d / 2 + us / 2,
+                None => {
+                    self.durations.insert(prefix.into(), us);
+                }
+            }
+            match outcome {
+                Ok(value) => {
+                    let nbytes = value.size_bytes() as u64;
+                    self.store.lock().expect("store lock").insert(task, value);
+                    stored = true;
+                    self.send(WorkerMessage::Finished {
+                        task,
+                        run,
+                        nbytes,
+                        duration_us: us,
+                    });
+                }
+                Err(message) => self.send(WorkerMessage::Erred {
                     task,
                     run,
-                    nbytes,
-                    duration_us: duration.as_micros() as u64,
-                });
+                    message: format!("{message} (on {} at {})", self.me, self.address),
+                }),
             }
-            Err(message) => self.send(WorkerMessage::Erred {
-                task,
-                run,
-                message: format!("{message} (on {} at {})", self.me, self.address),
-            }),
+        }
+        if stored {
+            self.check_pause();
         }
     }
+}
+
+/// Expected run time, microseconds, up to which ready tasks are batched
+/// onto one thread.
+const BATCH_WINDOW_US: u64 = 1000;
+
+/// The most tasks in one batch.
+const MAX_BATCH: usize = 256;
+
+/// Results asked of one peer in one request (a response carries a payload
+/// per result, within [`FrameLimits::max_payloads`]).
+const FETCH_BATCH: usize = 1024;
+
+/// A task handed to a thread, its inputs lined up.
+struct Job {
+    task: TaskId,
+    run: crate::id::RunId,
+    key: Key,
+    spec: crate::scheduler::TaskSpec,
+    inputs: HashMap<Key, Value>,
+}
+
+/// How one task of a batch went.
+struct Done {
+    task: TaskId,
+    run: crate::id::RunId,
+    outcome: std::result::Result<Value, String>,
+    duration: Duration,
 }
 
 /// Runs one task: rebuilds its op, lines up its arguments, calls it with

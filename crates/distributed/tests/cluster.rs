@@ -83,6 +83,55 @@ fn crash_worker(x: i64) -> i64 {
     x
 }
 
+/// `i + 1` for a block index `i`: the tiny task of the generated layers.
+#[task(crate = crate::shim)]
+fn index_plus_one(i: u64) -> u64 {
+    i + 1
+}
+
+#[task(crate = crate::shim)]
+fn sum_all(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+/// `n` tiny tasks from one generated layer and one sum of them all (the
+/// bench's `tasks-flat`): `n + 1` tasks, the result `n(n+1)/2`.
+fn flat_sum(n: u32) -> Delayed<u64> {
+    use blockwise_core::graph::{BlockArg, Blockwise, Input, Layer, LayerBody, Task};
+    use blockwise_core::op::{FnOp, Op};
+    use blockwise_core::{Key, Tokenizer};
+    let op: Arc<dyn Op> = Arc::new(FnOp::new(index_plus_one, vec![None]));
+    let mut tok = Tokenizer::new();
+    op.tokenize(&mut tok);
+    tok.str("flat-sum").u64(u64::from(n));
+    let incs = Layer::new(
+        tok.name("inc"),
+        vec![],
+        LayerBody::Blockwise(Blockwise {
+            op,
+            grid: vec![n],
+            args: vec![BlockArg::BlockIndex(0)],
+        }),
+    );
+    let sum_op: Arc<dyn Op> = Arc::new(FnOp::new(sum_all, vec![Some(n)]));
+    let name = tok.name("sum-all");
+    let inputs = (0..n)
+        .map(|i| Input::Key(Key::new(incs.name().clone(), &[i])))
+        .collect();
+    let key = Key::new(name.clone(), &[0]);
+    let sum = Layer::new(
+        name,
+        vec![incs],
+        LayerBody::Tasks(vec![(key.clone(), Task::new(sum_op, inputs))]),
+    );
+    Delayed::from_layer(sum, key)
+}
+
+fn flat_sum_expected(n: u32) -> u64 {
+    let n = u64::from(n);
+    n * (n + 1) / 2
+}
+
 fn graph() -> Delayed<String> {
     let parts: Vec<_> = (0..50).map(|i| delayed(square_plus).call(i, 3)).collect();
     let sum = delayed(total).call(parts);
@@ -243,6 +292,123 @@ fn killed_worker_mid_computation() -> Result<(), String> {
             "{} workers connected after one was killed",
             cluster.connected_workers()
         ));
+    }
+    Ok(())
+}
+
+/// A graph far larger than the workers' queues (tiny tasks travel and run
+/// in batches) completes with the right result.
+fn a_large_graph_of_tiny_tasks_completes(cluster: &LocalCluster) -> Result<(), String> {
+    let e = |e: blockwise_core::Error| e.to_string();
+    let n = 100_000;
+    let client = cluster.client().map_err(e)?;
+    let got = client.compute(&flat_sum(n)).map_err(e)?;
+    if got != flat_sum_expected(n) {
+        return Err(format!(
+            "{n} tiny tasks summed to {got}, expected {}",
+            flat_sum_expected(n)
+        ));
+    }
+    Ok(())
+}
+
+/// A graph sent as layers that does not hold together (a task reads a key
+/// no layer has) is refused with the key named; the client goes on.
+fn a_broken_layered_graph_is_refused_naming_the_key(cluster: &LocalCluster) -> Result<(), String> {
+    use blockwise_core::graph::{Input, Layer, Task};
+    use blockwise_core::{Collection, Graph, Key, Name};
+    let e = |e: blockwise_core::Error| e.to_string();
+    let client = cluster.client().map_err(e)?;
+    let good = flat_sum(10);
+    let missing = Key::single(Name::new("missing-input-77"));
+    let reader = Layer::single(
+        Name::new("reader-78"),
+        vec![],
+        Task::new(blockwise_core::op::identity(), vec![Input::Key(missing)]),
+    );
+    let mut graph = good.graph();
+    graph.merge(&Graph::from_layer(reader));
+    match client.submit_graph(&graph, &[Key::single(Name::new("reader-78"))], &Default::default()) {
+        Ok(_) => return Err("a graph reading a key no layer has was accepted".into()),
+        Err(err) if err.kind() == &ErrorKind::InvalidGraph && err.to_string().contains("missing-input-77") => {}
+        Err(err) => return Err(format!("expected a refusal naming missing-input-77, got: {err}")),
+    }
+    match client.compute(&good) {
+        Ok(v) if v == flat_sum_expected(10) => Ok(()),
+        other => Err(format!("after a refusal the client computed {other:?}")),
+    }
+}
+
+/// kill -9 while tiny tasks run in batches (many assigned, some started,
+/// results reported a batch at a time): the lost and unreported ones are
+/// recomputed and the sum is right.
+fn killed_worker_while_tiny_tasks_run_in_batches() -> Result<(), String> {
+    let e = |e: blockwise_core::Error| e.to_string();
+    let mut cluster = LocalCluster::new(2, 1).map_err(e)?;
+    let client = cluster.client().map_err(e)?;
+    let n = 60_000;
+    let events = client.events().map_err(e)?;
+    let futures = client.persist(&flat_sum(n)).map_err(e)?;
+    // Kill once a few thousand tasks are done: batches are running, and
+    // both workers hold results the sum needs.
+    let mut finished = 0;
+    while finished < 3_000 {
+        match events.recv_timeout(Duration::from_secs(60)) {
+            Some(blockwise_distributed::protocol::ClusterEvent::TaskFinished { .. }) => finished += 1,
+            Some(_) => {}
+            None => return Err(format!("only {finished} tasks finished within a minute")),
+        }
+    }
+    cluster.kill_worker(0).map_err(e)?;
+    let got: u64 = futures[0].result_timeout(Duration::from_secs(240)).map_err(e)?;
+    if got != flat_sum_expected(n) {
+        return Err(format!(
+            "after kill -9 the cluster summed {got}, expected {}",
+            flat_sum_expected(n)
+        ));
+    }
+    Ok(())
+}
+
+/// A crashing task batched with innocent ones: the first death gives every
+/// task of the batch a strike, but from then on each suspect runs on its
+/// own, so only the culprit is failed with KilledWorker; the innocent tasks
+/// of its batch all compute.
+fn only_the_culprit_of_a_crashed_batch_is_blamed() -> Result<(), String> {
+    let e = |e: blockwise_core::Error| e.to_string();
+    let mut options = SchedulerOptions::default();
+    options.config.allowed_failures = 1;
+    let cluster = LocalCluster::with_options(3, 1, options).map_err(e)?;
+    let client = cluster.client().map_err(e)?;
+    let calls: Vec<i64> = (0..2000).collect();
+    let futures = client
+        .map(calls.clone(), |i| delayed(crash_worker).call(i))
+        .map_err(e)?;
+    client.wait(&futures, Some(Duration::from_secs(240))).map_err(e)?;
+    for (i, f) in calls.iter().zip(&futures) {
+        match (i, f.status()) {
+            (666, FutureStatus::Error(failure)) if failure.message.contains("KilledWorker") => {
+                if failure.key != *f.key() {
+                    return Err(format!("the crash was blamed on {}, not {}", failure.key, f.key()));
+                }
+            }
+            (666, other) => return Err(format!("the crashing task ended {other:?}")),
+            (_, FutureStatus::Finished) => {}
+            (i, other) => return Err(format!("innocent task crash_worker({i}) ended {other:?}")),
+        }
+    }
+    let values: Vec<i64> = client
+        .gather_as(
+            &futures
+                .iter()
+                .filter(|f| f.status() == FutureStatus::Finished)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .map_err(e)?;
+    let expected: Vec<i64> = calls.into_iter().filter(|&i| i != 666).collect();
+    if values != expected {
+        return Err("the innocent tasks gave wrong values".into());
     }
     Ok(())
 }
@@ -433,6 +599,14 @@ fn main() {
             a_client_of_another_build_is_refused,
         ),
         ("closure_is_refused_before_sending", closure_is_refused_before_sending),
+        (
+            "a_large_graph_of_tiny_tasks_completes",
+            a_large_graph_of_tiny_tasks_completes,
+        ),
+        (
+            "a_broken_layered_graph_is_refused_naming_the_key",
+            a_broken_layered_graph_is_refused_naming_the_key,
+        ),
     ];
     let forgetful: (&str, Check) = (
         "a_worker_copy_that_does_not_serve_cannot_start_a_cluster",
@@ -444,6 +618,14 @@ fn main() {
         (
             "a_task_that_kills_its_workers_fails_naming_the_key",
             a_task_that_kills_its_workers_fails_naming_the_key,
+        ),
+        (
+            "killed_worker_while_tiny_tasks_run_in_batches",
+            killed_worker_while_tiny_tasks_run_in_batches,
+        ),
+        (
+            "only_the_culprit_of_a_crashed_batch_is_blamed",
+            only_the_culprit_of_a_crashed_batch_is_blamed,
         ),
         (
             "a_tls_cluster_of_processes_gives_the_same_result",

@@ -51,6 +51,10 @@ pub struct ComputeTask {
     pub priority: Priority,
     /// Its inputs and where to fetch them, in dependency order.
     pub inputs: Vec<InputLocation>,
+    /// How many workers died while running it before: a worker runs a
+    /// suspicious task on its own, never in a batch with others (so that
+    /// when it kills this worker too, the blame falls on it alone).
+    pub suspicious: u32,
 }
 
 /// A message from the scheduler. Every command carries the id of the

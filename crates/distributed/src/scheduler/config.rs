@@ -16,6 +16,7 @@ use blockwise_core::{Error, ErrorKind, Result};
 /// | `distributed.scheduler.default-data-size` | `1kB` | [`default_data_size`](Self::default_data_size) |
 /// | `distributed.scheduler.work-stealing` | `true` | [`work_stealing`](Self::work_stealing) |
 /// | `distributed.scheduler.transition-log-length` | `100000` | [`transition_log_length`](Self::transition_log_length) |
+/// | `distributed.scheduler.worker-queue-window` | `5ms` | [`worker_queue_window_us`](Self::worker_queue_window_us) |
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedulerConfig {
     /// Root-ish tasks given to a worker at most: `ceil(threads ×
@@ -40,7 +41,21 @@ pub struct SchedulerConfig {
     /// Transitions remembered for [`crate::scheduler::Scheduler::story`]
     /// (0: none).
     pub transition_log_length: usize,
+    /// Expected work per thread, microseconds, that a worker is kept fed
+    /// with beyond its saturation slots: a worker whose occupancy is below
+    /// `threads × window` still takes root-ish tasks (at most
+    /// [`MAX_TASKS_PER_THREAD`] per thread). Tiny tasks (whose learned
+    /// duration is far below one round trip to the scheduler) then travel
+    /// and report in batches instead of one per round trip; tasks of
+    /// unknown duration or longer than the window are withheld exactly as
+    /// Dask does. 0 turns it off.
+    pub worker_queue_window_us: u64,
 }
+
+/// The most tasks per thread a worker is given while its occupancy is
+/// below the [queue window](SchedulerConfig::worker_queue_window_us) (a
+/// task learned to take no measurable time costs nothing).
+pub const MAX_TASKS_PER_THREAD: u64 = 1000;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -52,6 +67,7 @@ impl Default for SchedulerConfig {
             default_data_size: 1000,
             work_stealing: true,
             transition_log_length: 100_000,
+            worker_queue_window_us: 5_000,
         }
     }
 }
@@ -83,6 +99,10 @@ impl SchedulerConfig {
         if let Some(n) = config::get_usize(&format!("{P}transition-log-length"))? {
             c.transition_log_length = n;
         }
+        if let Some(v) = config::get(&format!("{P}worker-queue-window")) {
+            c.worker_queue_window_us = duration_us(&v)
+                .ok_or_else(|| bad(&format!("{P}worker-queue-window"), "a duration such as \"5ms\"", &v))?;
+        }
         Ok(c)
     }
 
@@ -93,6 +113,17 @@ impl SchedulerConfig {
         } else {
             ((f64::from(threads) * self.worker_saturation).ceil() as u64).max(1)
         }
+    }
+
+    /// Whether a running worker with `threads` threads, `processing` tasks
+    /// and `occupancy` microseconds of expected work takes another
+    /// root-ish task: below its saturation slots, or below the queue
+    /// window (and [`MAX_TASKS_PER_THREAD`]).
+    pub(crate) fn has_free_slot(&self, threads: u32, processing: usize, occupancy: u64) -> bool {
+        let processing = processing as u64;
+        processing < self.task_slots(threads)
+            || (occupancy < u64::from(threads).saturating_mul(self.worker_queue_window_us)
+                && processing < u64::from(threads) * MAX_TASKS_PER_THREAD)
     }
 }
 
@@ -168,6 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn tiny_tasks_fill_the_queue_window_up_to_a_cap() {
+        let c = SchedulerConfig::default();
+        // Saturation slots first, whatever the occupancy.
+        assert!(c.has_free_slot(1, 1, u64::MAX));
+        assert!(!c.has_free_slot(1, 2, 500_000));
+        // 10 µs tasks: 499 of them are below a 5 ms window.
+        assert!(c.has_free_slot(1, 499, 4_990));
+        assert!(!c.has_free_slot(1, 500, 5_000));
+        assert!(c.has_free_slot(2, 999, 9_990));
+        // Tasks that take no measurable time stop at the cap.
+        assert!(c.has_free_slot(1, 999, 0));
+        assert!(!c.has_free_slot(1, 1000, 0));
+        let off = SchedulerConfig {
+            worker_queue_window_us: 0,
+            ..c
+        };
+        assert!(!off.has_free_slot(1, 2, 0));
+    }
+
+    #[test]
     fn from_config_reads_overrides() {
         let _guard = config::set([
             ("distributed.scheduler.allowed-failures", ConfigValue::Integer(0)),
@@ -179,11 +230,16 @@ mod tests {
                 "distributed.scheduler.unknown-task-duration",
                 ConfigValue::String("20ms".into()),
             ),
+            (
+                "distributed.scheduler.worker-queue-window",
+                ConfigValue::String("250us".into()),
+            ),
         ]);
         let c = SchedulerConfig::from_config().unwrap();
         assert_eq!(c.allowed_failures, 0);
         assert!(c.worker_saturation.is_infinite());
         assert_eq!(c.unknown_task_duration_us, 20_000);
+        assert_eq!(c.worker_queue_window_us, 250);
         assert_eq!(c.bandwidth, SchedulerConfig::default().bandwidth);
     }
 }

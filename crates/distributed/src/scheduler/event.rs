@@ -293,7 +293,8 @@ impl Submission {
     /// order where every task comes after its dependencies.
     pub(crate) fn topological_order(&self) -> Result<Vec<u32>> {
         let n = self.tasks.len();
-        let mut seen = std::collections::HashMap::with_capacity(n);
+        let mut seen: std::collections::HashMap<&Key, usize, crate::id::IdBuildHasher> =
+            std::collections::HashMap::with_capacity_and_hasher(n, Default::default());
         for (i, t) in self.tasks.iter().enumerate() {
             if let Some(j) = seen.insert(&t.key, i) {
                 return Err(Error::graph(format!(

@@ -95,6 +95,17 @@
 //! a new one. Non-root tasks are never queued: their inputs already pin
 //! them to where the data is.
 //!
+//! Unlike Dask, a worker also takes root-ish tasks while its occupancy
+//! (expected work) is below `threads × worker_queue_window` (5 ms by
+//! default, at most [`MAX_TASKS_PER_THREAD`] per thread). Tasks whose
+//! learned duration is far below a round trip to the scheduler would
+//! otherwise leave each thread idle for one round trip per task (Dask's
+//! LocalCluster runs a few hundred no-op tasks a second for that reason);
+//! a few milliseconds of them per thread travel, run and report in
+//! batches. Until a prefix's duration is learned its tasks count at
+//! `unknown-task-duration` (500 ms), so unknown and long tasks are withheld
+//! exactly as before, and overproduction is bounded by the window.
+//!
 //! # Stealing
 //!
 //! Placement is decided once, with estimates; [`Event::Balance`] corrects
@@ -177,7 +188,7 @@ use std::sync::Arc;
 use blockwise_core::{Key, Name};
 
 pub use command::{Comm, Command, ComputeTask, InputLocation};
-pub use config::SchedulerConfig;
+pub use config::{MAX_TASKS_PER_THREAD, SchedulerConfig};
 pub use event::{Event, NewTask, StealOutcome, Submission, TaskSpec, WorkerInfo, WorkerMetrics};
 pub use story::{SchedulerError, TransitionRecord};
 pub use task::{FailureKind, Priority, TaskFailure, TaskState};
@@ -227,7 +238,10 @@ pub(crate) struct Client {
 pub struct Scheduler {
     pub(crate) config: SchedulerConfig,
     pub(crate) tasks: Slab<TaskId, Task>,
-    pub(crate) by_key: HashMap<Key, TaskId>,
+    /// Keys to ids, hashed with [`crate::id::IdHasher`] (eight bytes per
+    /// step: a million keys are looked up at each submission and forgotten
+    /// at each release).
+    pub(crate) by_key: HashMap<Key, TaskId, crate::id::IdBuildHasher>,
     pub(crate) groups: Slab<GroupId, Group>,
     pub(crate) group_by_name: HashMap<Name, GroupId>,
     pub(crate) prefixes: IndexVec<PrefixId, Prefix>,
@@ -278,7 +292,7 @@ impl Scheduler {
         Scheduler {
             config,
             tasks: Slab::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
             groups: Slab::new(),
             group_by_name: HashMap::new(),
             prefixes: IndexVec::new(),

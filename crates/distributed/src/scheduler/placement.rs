@@ -156,7 +156,10 @@ impl Scheduler {
     /// Keeps `with_slots` in step with a worker's status and load.
     pub(crate) fn update_worker_sets(&mut self, worker: WorkerId) {
         let has_slots = self.workers.get(&worker).is_some_and(|w| {
-            w.status == WorkerStatus::Running && (w.processing.len() as u64) < self.config.task_slots(w.info.threads)
+            w.status == WorkerStatus::Running
+                && self
+                    .config
+                    .has_free_slot(w.info.threads, w.processing.len(), w.occupancy)
         });
         if has_slots {
             self.with_slots.insert(worker);

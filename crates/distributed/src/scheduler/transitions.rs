@@ -59,6 +59,16 @@ impl Recommendations {
         self.position.clear();
     }
 
+    /// Drops the room a large cascade (a submission of a million tasks)
+    /// left behind: a small map is touched in cache, a huge empty one at
+    /// a random cache line per recommendation.
+    fn shrink(&mut self) {
+        if self.stack.is_empty() && self.position.capacity() > 4096 {
+            self.position = IdMap::default();
+            self.stack = Vec::new();
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.stack.is_empty()
     }
@@ -75,6 +85,7 @@ impl Scheduler {
                 self.transition(id, target)?;
             }
         }
+        self.recommendations.shrink();
         Ok(())
     }
 
@@ -295,6 +306,7 @@ impl Scheduler {
             spec: task.spec.clone(),
             priority: task.priority,
             inputs,
+            suspicious: task.suspicious,
         });
         self.out.push(Command::Compute {
             worker,

@@ -470,7 +470,10 @@ impl Scheduler {
                 worker.status,
                 !running
             );
-            let slots = running && (worker.processing.len() as u64) < self.config.task_slots(worker.info.threads);
+            let slots = running
+                && self
+                    .config
+                    .has_free_slot(worker.info.threads, worker.processing.len(), worker.occupancy);
             check!(
                 self,
                 self.with_slots.contains(&w) == slots,

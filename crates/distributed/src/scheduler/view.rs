@@ -109,6 +109,16 @@ impl Scheduler {
         })
     }
 
+    /// The key of task `id` if `run` is its current run on `worker` (what
+    /// a worker's report about that run is about; `None` for a stale
+    /// report). Cheap: for every report a server relays.
+    pub fn current_run_key(&self, id: TaskId, worker: WorkerId, run: RunId) -> Option<&Key> {
+        self.tasks
+            .get(id)
+            .filter(|t| t.state == TaskState::Processing && t.processing_on == Some(worker) && t.run == run)
+            .map(|t| &t.key)
+    }
+
     /// A snapshot of worker `id`, if connected.
     pub fn worker(&self, id: WorkerId) -> Option<WorkerView> {
         let w = self.workers.get(&id)?;

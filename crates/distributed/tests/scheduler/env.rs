@@ -321,6 +321,17 @@ impl TestEnv {
     }
 
     pub(crate) fn finish_on(&mut self, worker: WorkerId, key: &Key, nbytes: u64) {
+        self.finish_on_taking(worker, key, nbytes, 1000);
+    }
+
+    /// Its worker starts and finishes `key` with a result of `nbytes`,
+    /// having run `duration_us`.
+    pub(crate) fn finish_taking(&mut self, key: &Key, nbytes: u64, duration_us: u64) {
+        let worker = self.processing_on(key);
+        self.finish_on_taking(worker, key, nbytes, duration_us);
+    }
+
+    fn finish_on_taking(&mut self, worker: WorkerId, key: &Key, nbytes: u64, duration_us: u64) {
         let task = self.id(key);
         let run = self.run(key);
         self.handle(Event::TaskStarted { worker, task, run });
@@ -329,7 +340,7 @@ impl TestEnv {
             task,
             run,
             nbytes,
-            duration_us: 1000,
+            duration_us,
         });
     }
 

@@ -71,9 +71,16 @@ fn tasks_processing_on_a_dead_worker_go_back_and_only_started_ones_get_a_strike(
     assert_eq!(env.task(&k("p")).suspicious, 1);
     assert_eq!(env.task(&k("q")).suspicious, 0);
     let w1 = env.add_worker(1);
-    let mut sent = env.comm.take_computes(w1);
+    let mut sent: Vec<_> = env
+        .comm
+        .take_compute_commands(w1)
+        .into_iter()
+        .map(|c| (c.key, c.suspicious))
+        .collect();
     sent.sort();
-    assert_eq!(sent, vec![k("p"), k("q")]);
+    // The strike travels with the task: its worker runs it on its own,
+    // never batched with others that would share the blame.
+    assert_eq!(sent, vec![(k("p"), 1), (k("q"), 0)]);
     env.comm.emptiness_check();
 }
 

@@ -64,7 +64,12 @@ fn dependents_run_before_new_roots_leave_the_queue() {
 
 #[test]
 fn a_tree_reduction_never_holds_more_than_the_slots_of_roots() {
-    let mut env = TestEnv::new();
+    // Dask's rule alone: without the queue window, 1 ms tasks on two
+    // threads would be given ten at a time.
+    let mut env = TestEnv::with_config(SchedulerConfig {
+        worker_queue_window_us: 0,
+        ..SchedulerConfig::default()
+    });
     let w = env.add_worker(2);
     let c = env.new_client();
     let dag = tree_reduction(32, 4);
@@ -84,6 +89,42 @@ fn a_tree_reduction_never_holds_more_than_the_slots_of_roots() {
         done += 1;
     }
     assert_eq!(done, dag.len());
+    assert_eq!(
+        env.comm.take_reports(c),
+        vec![Report::InMemory(dag.output_keys()[0].clone())]
+    );
+}
+
+#[test]
+fn tiny_root_tasks_fill_the_queue_window_and_the_tree_still_completes() {
+    // 10 µs tasks, a 5 ms window: once the prefix's duration is learned, a
+    // one-thread worker holds up to 500 roots (not 2), and a reduction
+    // still finishes with every task run once.
+    let mut env = TestEnv::new();
+    let w = env.add_worker(1);
+    let c = env.new_client();
+    let dag = tree_reduction(2000, 10);
+    env.submit(c, &dag);
+    let mut done = 0;
+    let mut most_roots = 0;
+    loop {
+        env.comm.take_computes(w);
+        env.comm.take_frees(w);
+        let processing = env.processing(w);
+        let roots = processing.iter().filter(|key| key.name.as_str() == "x").count();
+        most_roots = most_roots.max(roots);
+        assert!(roots <= 500, "{roots} roots of 10 µs in a 5 ms window");
+        let Some(next) = processing.first().cloned() else {
+            break;
+        };
+        env.finish_taking(&next, 1, 10);
+        done += 1;
+    }
+    assert_eq!(done, dag.len());
+    assert!(
+        most_roots > 100,
+        "only {most_roots} roots at once: the window was not used"
+    );
     assert_eq!(
         env.comm.take_reports(c),
         vec![Report::InMemory(dag.output_keys()[0].clone())]
