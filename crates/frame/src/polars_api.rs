@@ -216,6 +216,17 @@ pub(crate) fn collect(lf: LazyFrame) -> std::result::Result<PlFrame, PolarsError
     lf.collect()
 }
 
+/// Runs a lazy query on Polars' streaming engine. For a group-by with
+/// plain aggregations (sums, counts, minima, maxima) it aggregates into one
+/// hash table per thread instead of first listing the rows of every group,
+/// as the in-memory engine does: the per-partition partial of a group-by
+/// then costs about half. The query's root is one plan (never a multiple
+/// sink), so the result is one frame.
+pub(crate) fn collect_streaming(lf: LazyFrame) -> std::result::Result<PlFrame, PolarsError> {
+    lf.collect_with_engine(polars::prelude::Engine::Streaming)
+        .map(|r| r.unwrap_single())
+}
+
 /// The output schema of a lazy query, without running it.
 pub(crate) fn schema_of(mut lf: LazyFrame) -> std::result::Result<SchemaRef, PolarsError> {
     lf.collect_schema()
@@ -482,7 +493,7 @@ fn parse_options(format: &CsvFormat) -> CsvParseOptions {
 /// a header line (skipped: names come from `schema`). `columns`: the only
 /// columns to parse (the others are skipped while tokenizing).
 pub(crate) fn csv_parse(
-    bytes: Vec<u8>,
+    bytes: &[u8],
     schema: &SchemaRef,
     has_header: bool,
     columns: Option<&[String]>,
@@ -501,9 +512,159 @@ pub(crate) fn csv_parse(
     opts.into_reader_with_file_handle(Cursor::new(bytes)).finish()
 }
 
+/// Parses `n_lines` CSV records (no header line, no quote character in the
+/// text) with a known schema, parsing only `columns` (`None`: all), in file
+/// order.
+///
+/// This is Polars' own chunk parser (`read_chunk`, what its streaming CSV
+/// source runs per batch of lines) without the pass that [`csv_parse`]
+/// makes first: Polars' reader walks the whole text once to count lines
+/// and cut it into chunks for its thread pool, byte by byte on a stable
+/// toolchain (its SIMD line counter needs nightly Rust). A block is
+/// already one task among many, so it is parsed in one piece on the
+/// calling thread; the caller counts the lines (a quote-free text needs
+/// no quote tracking, see `io::csv::count_bytes`).
+///
+/// `Ok(None)` when the parser finds a different number of records than
+/// `n_lines` (blank lines, ragged text), or when no column is asked for:
+/// the caller then reads the text with [`csv_parse`], whose behaviour and
+/// errors it keeps.
+pub(crate) fn csv_parse_lines(
+    bytes: &[u8],
+    schema: &SchemaRef,
+    columns: Option<&[String]>,
+    format: &CsvFormat,
+    n_lines: usize,
+) -> std::result::Result<Option<PlFrame>, PolarsError> {
+    use polars::io::csv::read::_csv_read_internal::{cast_columns, prepare_csv_schema, read_chunk, validate_utf8};
+    let parse = parse_options(format);
+    let mut schema = schema.clone();
+    let mut to_cast = Vec::new();
+    prepare_csv_schema(&mut schema, &mut to_cast)?;
+    let mut projection: Vec<usize> = match columns {
+        Some(cols) => cols
+            .iter()
+            .map(|c| schema.try_index_of(c.as_str()))
+            .collect::<std::result::Result<_, PolarsError>>()?,
+        None => (0..schema.len()).collect(),
+    };
+    projection.sort_unstable();
+    if projection.is_empty() {
+        return Ok(None);
+    }
+    // As Polars' reader: text columns must be valid UTF-8.
+    if schema.iter_values().any(|d| d.is_string()) && !validate_utf8(bytes) {
+        return Err(PolarsError::ComputeError("invalid utf-8 sequence".into()));
+    }
+    let null_values = parse.null_values.clone().map(|nv| nv.compile(&schema)).transpose()?;
+    let mut df = read_chunk(
+        bytes,
+        &parse,
+        &schema,
+        false,
+        &projection,
+        0,
+        n_lines,
+        null_values.as_ref(),
+        usize::MAX,
+        bytes.len(),
+        Some(0),
+    )?;
+    if df.height() != n_lines {
+        return Ok(None);
+    }
+    cast_columns(&mut df, &to_cast, false, false)?;
+    Ok(Some(df))
+}
+
+/// Exact formats tried, in order, for text columns read as datetimes
+/// (the ISO forms Polars' CSV inference recognises most often).
+const DATETIME_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d",
+];
+
+/// Exact formats tried, in order, for text columns read as dates.
+const DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%d-%m-%Y", "%d/%m/%Y"];
+
+/// Whether a CSV column of this dtype is better read as text and converted
+/// by [`csv_text_to_temporal`]: Polars' CSV parser, given a datetime column
+/// whose values have no fractional seconds (`2024-01-01 00:00:00`), misses
+/// its fast parser on every value (its first pattern expects a fraction)
+/// and falls back to trying up to 29 `chrono` patterns per value: about
+/// 1 µs a value, most of a sort of such a file.
+pub(crate) fn csv_reads_as_text(dtype: &DataType) -> bool {
+    matches!(dtype, DataType::Datetime(_, None) | DataType::Date)
+}
+
+/// Converts the text columns `columns` (name, target dtype) of `df` with
+/// one exact format per column, chosen by the column's first value:
+/// Polars' strptime with a fixed format, a single fast pass. `Ok(None)`
+/// when some value of a column does not follow that format (mixed
+/// formats, bad values): the caller then parses the text as before, with
+/// Polars' own per-value inference and errors.
+pub(crate) fn csv_text_to_temporal(
+    mut df: PlFrame,
+    columns: &[(String, DataType)],
+) -> std::result::Result<Option<PlFrame>, PolarsError> {
+    use polars::prelude::{StrptimeOptions, col, lit};
+    for (name, dtype) in columns {
+        let text = df.column(name)?.as_materialized_series().clone();
+        let nulls = text.null_count();
+        let Some(first) = text.str()?.iter().flatten().next().map(str::to_string) else {
+            df.with_column(text.cast(dtype)?.into())?;
+            continue;
+        };
+        let formats = if *dtype == DataType::Date {
+            DATE_FORMATS
+        } else {
+            DATETIME_FORMATS
+        };
+        let convert = |lf: LazyFrame, format: &str| {
+            let options = StrptimeOptions {
+                format: Some(format.into()),
+                strict: false,
+                exact: true,
+                cache: false,
+            };
+            lf.select([col(name.as_str()).str().strptime(dtype.clone(), options, lit("raise"))])
+                .collect()
+        };
+        let probe = PlFrame::new(1, vec![PlSeries::new(name.as_str().into(), [first.as_str()]).into()])?;
+        let Some(format) = formats.iter().find(|f| {
+            convert(probe.clone().lazy(), f)
+                .ok()
+                .and_then(|d| d.column(name).ok().map(|c| c.null_count() == 0))
+                .unwrap_or(false)
+        }) else {
+            return Ok(None);
+        };
+        let single = PlFrame::new(text.len(), vec![text.into()])?;
+        let out = convert(single.lazy(), format)?;
+        let parsed = out.column(name)?.clone();
+        if parsed.null_count() != nulls || parsed.dtype() != dtype {
+            return Ok(None);
+        }
+        df.with_column(parsed)?;
+    }
+    Ok(Some(df))
+}
+
+/// Whether `bytes` start like a compressed stream (gzip, zlib, zstd), which
+/// Polars' CSV reader decompresses on its own.
+pub(crate) fn looks_compressed(bytes: &[u8]) -> bool {
+    polars::io::utils::compression::SupportedCompression::check(bytes).is_some()
+}
+
 /// Parses CSV text with every column as a string (for locating bad values).
 pub(crate) fn csv_parse_strings(
-    bytes: Vec<u8>,
+    bytes: &[u8],
     names: &[String],
     has_header: bool,
     format: &CsvFormat,
@@ -539,7 +700,33 @@ pub(crate) fn csv_write<W: std::io::Write>(df: &PlFrame, w: W, separator: u8) ->
 /// Casts a string column to `dtype` without failing; values that cannot be
 /// parsed become null (used to find which value broke a parse).
 pub(crate) fn cast_lenient(series: &PlSeries, dtype: &DataType) -> Result<PlSeries> {
-    series.cast(dtype).pl()
+    use polars::prelude::{NULL, StrptimeOptions, col, lit, when};
+    let name = series.name().clone();
+    // A plain cast reads neither CSV booleans nor datetimes such as
+    // `2024-01-01 00:00:00`: parse those as the CSV parser does.
+    let expr = match dtype {
+        DataType::Boolean => {
+            let lower = || col(name.clone()).str().to_lowercase();
+            when(lower().eq(lit("true")))
+                .then(lit(true))
+                .when(lower().eq(lit("false")))
+                .then(lit(false))
+                .otherwise(lit(NULL).cast(DataType::Boolean))
+        }
+        DataType::Datetime(..) | DataType::Date => {
+            let options = StrptimeOptions {
+                format: None,
+                strict: false,
+                exact: true,
+                cache: false,
+            };
+            col(name.clone()).str().strptime(dtype.clone(), options, lit("raise"))
+        }
+        _ => return series.cast(dtype).pl(),
+    };
+    let df = PlFrame::new(series.len(), vec![series.clone().into()]).pl()?;
+    let out = df.lazy().select([expr.alias(name.clone())]).collect().pl()?;
+    Ok(out.column(&name).pl()?.as_materialized_series().clone())
 }
 
 // ---------------------------------------------------------------- Parquet

@@ -262,7 +262,18 @@ impl AggPlan {
                 AggKind::NUnique => exprs.push(ex::set_of(c(), self.grouped()).alias(p("set"))),
             }
         }
-        polars_api::collect(self.run_grouped(polars_api::lazy(df), exprs)).pl()
+        let lf = self.run_grouped(polars_api::lazy(df), exprs);
+        let plain = self.aggs.iter().all(|a| {
+            matches!(
+                a.kind,
+                AggKind::Sum | AggKind::Count | AggKind::Size | AggKind::Mean | AggKind::Min | AggKind::Max
+            )
+        });
+        if self.grouped() && plain {
+            polars_api::collect_streaming(lf).pl()
+        } else {
+            polars_api::collect(lf).pl()
+        }
     }
 
     fn combine(&self, parts: Vec<PlFrame>) -> Result<PlFrame> {

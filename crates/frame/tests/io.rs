@@ -301,6 +301,189 @@ fn projection_and_filters_are_pushed_into_the_reader() {
     assert!(plan.contains("Steps") && plan.contains("filter"), "{plan}");
 }
 
+/// Rows without any quote character: the reader's fast path (Polars' chunk
+/// parser on lines counted by the reader).
+fn plain_rows(rows: usize, offset: usize, eol: &str) -> String {
+    let mut s = format!("id,category,value,flag,ts{eol}");
+    for i in offset..offset + rows {
+        let value = if i % 9 == 4 {
+            String::new()
+        } else {
+            format!("{}", i as f64 * 0.25)
+        };
+        let category = if i % 7 == 3 {
+            "NA"
+        } else {
+            ["x", "y", "zzzzzzzzzzzzzzzzzzzz"][i % 3]
+        };
+        s.push_str(&format!(
+            "{i},{category},{value},{},2024-01-{:02} {:02}:{:02}:00{eol}",
+            i % 2 == 0,
+            1 + i % 28,
+            i % 24,
+            i % 60
+        ));
+    }
+    s
+}
+
+/// What Polars itself reads from the whole file with `schema`.
+fn polars_read(path: &Path, schema: pl::SchemaRef, null_values: &[&str]) -> pl::DataFrame {
+    use blockwise_frame::polars::io::SerReader;
+    let mut parse = pl::CsvParseOptions::default();
+    if !null_values.is_empty() {
+        parse = parse.with_null_values(Some(pl::NullValues::AllColumns(
+            null_values.iter().map(|s| (*s).into()).collect(),
+        )));
+    }
+    pl::CsvReadOptions::default()
+        .with_has_header(true)
+        .with_schema(Some(schema))
+        .with_parse_options(parse)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+#[test]
+fn quote_free_text_reads_as_polars_reads_it() {
+    let dir = temp_dir("plain");
+    let mut files = vec![
+        ("lf.csv", plain_rows(300, 0, "\n")),
+        ("crlf.csv", plain_rows(300, 0, "\r\n")),
+        ("no-final-newline.csv", plain_rows(300, 0, "\n").trim_end().to_string()),
+    ];
+    // Blank lines: Polars skips them; the parser then finds fewer records
+    // than lines and the reader falls back to Polars' reader.
+    let mut blank = plain_rows(120, 0, "\n");
+    blank.push('\n');
+    blank.push_str(plain_rows(100, 120, "\n").split_once('\n').unwrap().1);
+    files.push(("blank-lines.csv", blank));
+    // Two datetime formats in one column: no single format reads them all,
+    // so the column is parsed again with Polars' per-value inference.
+    let mixed: String = plain_rows(300, 0, "\n")
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i % 5 == 2 {
+                format!("{}\n", l.replacen(' ', "T", 1))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    files.push(("mixed-datetimes.csv", mixed));
+    for (name, text) in files {
+        let p = write(&dir, name, &text);
+        for nulls in [&[][..], &["NA"][..]] {
+            let whole =
+                read_csv_with(&p, CsvOptions::new().blocksize(None).null_values(nulls.iter().copied())).unwrap();
+            let schema = whole.schema().unwrap();
+            assert_eq!(
+                schema.get("ts"),
+                Some(&DataType::Datetime(pl::TimeUnit::Microseconds, None)),
+                "{name}"
+            );
+            let want = polars_read(&p, schema, nulls);
+            assert!(
+                want.height() >= 300 || name == "blank-lines.csv",
+                "{name}: {}",
+                want.height()
+            );
+            for bs in [None, Some(64u64), Some(1000), Some(4096)] {
+                let df = read_csv_with(&p, CsvOptions::new().blocksize(bs).null_values(nulls.iter().copied())).unwrap();
+                for (exec, opts) in executors() {
+                    let what = format!("{name}, blocksize {bs:?}, nulls {nulls:?} ({exec})");
+                    assert_same(&df.compute_with(opts.clone()).unwrap(), &want, None, &what);
+                    // Projected: only some columns parsed, in the asked order.
+                    let got = df.select([col("value"), col("id")]).compute_with(opts).unwrap();
+                    let want = want.select(["value", "id"]).unwrap();
+                    assert_same(&got, &want, None, &format!("{what}, projected"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_blocks_are_mapped_and_read_whole() {
+    // Blocks of a megabyte and more are memory-mapped rather than read.
+    let dir = temp_dir("mapped");
+    let p = write(&dir, "big.csv", &plain_rows(80_000, 0, "\n"));
+    let len = std::fs::metadata(&p).unwrap().len();
+    assert!(len > 3 << 20, "{len}");
+    let whole = read_csv_with(&p, CsvOptions::new().blocksize(None)).unwrap();
+    let want = polars_read(&p, whole.schema().unwrap(), &[]);
+    for bs in [None, Some(1_300_000u64), Some(len / 2 + 1)] {
+        let df = read_csv_with(&p, CsvOptions::new().blocksize(bs)).unwrap();
+        let got = df.compute().unwrap();
+        assert_same(&got, &want, None, &format!("blocksize {bs:?}"));
+        let means = df.groupby(["category"]).col("value").mean().compute().unwrap();
+        let want_means = common::polars(&want, |l| l.group_by([col("category")]).agg([col("value").mean()]));
+        assert_same(
+            &means,
+            &want_means,
+            Some(&["category"]),
+            &format!("group-by, blocksize {bs:?}"),
+        );
+    }
+}
+
+#[test]
+fn bad_values_in_quote_free_text_name_the_file_line_and_column() {
+    let dir = temp_dir("plain-bad");
+    let mut text = plain_rows(200, 0, "\n");
+    text.push_str("200,x,oops,true,2024-01-01 00:00:00\n");
+    let p = write(&dir, "bad.csv", &text);
+    for bs in [None, Some(1000u64)] {
+        let err = read_csv_with(&p, CsvOptions::new().blocksize(bs).sample(400, 10))
+            .unwrap()
+            .compute()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.csv")
+                && err.contains("line 202")
+                && err.contains("column 3")
+                && err.contains("\"value\""),
+            "blocksize {bs:?}: {err}"
+        );
+    }
+    let mut text = plain_rows(200, 0, "\n");
+    text.push_str("200,x,1.5,true,2024-01-01 00:00:00,extra\n");
+    let p = write(&dir, "ragged.csv", &text);
+    let err = read_csv_with(&p, CsvOptions::new().sample(400, 10))
+        .unwrap()
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ragged.csv") && err.contains("line 202") && err.contains("expected 5 fields, found 6"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_column_the_query_does_not_use_is_never_parsed() {
+    // `flag` is inferred as a boolean from the top of the file; a later
+    // value is no boolean. Only a read that parses `flag` can fail on it.
+    let dir = temp_dir("unused");
+    let mut text = plain_rows(200, 0, "\n");
+    text.push_str("200,x,1.5,maybe,2024-01-01 00:00:00\n");
+    let p = write(&dir, "u.csv", &text);
+    for bs in [None, Some(1000u64)] {
+        let df = read_csv_with(&p, CsvOptions::new().blocksize(bs).sample(400, 10)).unwrap();
+        assert_eq!(df.dtypes().unwrap()[3], DataType::Boolean);
+        for (exec, opts) in executors() {
+            let means = df.groupby(["category"]).col("value").mean().compute_with(opts.clone());
+            assert_eq!(means.unwrap().height(), 4, "{exec}, blocksize {bs:?}");
+            let err = df.select([col("flag")]).compute_with(opts).unwrap_err().to_string();
+            assert!(err.contains("line 202") && err.contains("\"flag\""), "{exec}: {err}");
+        }
+    }
+}
+
 #[test]
 fn parquet_roundtrip_projection_and_filters() {
     let dir = temp_dir("parquet");

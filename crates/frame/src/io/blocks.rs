@@ -21,6 +21,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use blockwise_core::{Error, ErrorKind, Result};
+use polars::polars_utils::mmap::MMapSemaphore;
 use serde::{Deserialize, Serialize};
 
 use crate::polars_api::io_err;
@@ -199,6 +200,80 @@ pub(crate) fn plan_blocks(files: &[PathBuf], blocksize: Option<u64>) -> Result<V
     Ok(blocks)
 }
 
+/// The text of a block: its file's bytes mapped into memory, or read into
+/// a buffer.
+pub(crate) enum BlockBytes {
+    /// Read (small blocks, gzip).
+    Owned(Vec<u8>),
+    /// `range` of the file, mapped: no copy, no fresh memory to fault in.
+    Mapped {
+        map: MMapSemaphore,
+        range: std::ops::Range<usize>,
+    },
+}
+
+impl std::ops::Deref for BlockBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            BlockBytes::Owned(v) => v,
+            BlockBytes::Mapped { map, range } => &map.as_ref()[range.clone()],
+        }
+    }
+}
+
+/// Blocks from this size on are mapped rather than read (below it, a read
+/// is as cheap as setting up a mapping).
+const MAP_FROM: u64 = 1 << 20;
+
+/// The text of a block, `(bytes, offset of its first byte in the file)`,
+/// without copying it out of the page cache: large uncompressed blocks are
+/// memory-mapped (as Polars maps the files its own readers scan). The
+/// bytes are the same as [`load`]'s.
+pub(crate) fn load_mapped(block: &Block) -> Result<(BlockBytes, u64)> {
+    load_mapped_from(block, MAP_FROM)
+}
+
+/// [`load_mapped`], mapping blocks of at least `min` bytes.
+fn load_mapped_from(block: &Block, min: u64) -> Result<(BlockBytes, u64)> {
+    if block.gzip || block.file_len == 0 || block.end.saturating_sub(block.start) < min.max(1) {
+        let (v, begin) = load(block)?;
+        return Ok((BlockBytes::Owned(v), begin));
+    }
+    let path = Path::new(&block.path);
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let map = MMapSemaphore::new_from_file(&file).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("{}: cannot map the file into memory: {e}", block.path),
+        )
+    })?;
+    let bytes: &[u8] = map.as_ref();
+    let len = bytes.len();
+    let newline_after = |from: usize| {
+        bytes[from.min(len)..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| from + p + 1)
+    };
+    let begin = if block.start == 0 {
+        0
+    } else {
+        // Skip the line that holds byte `start - 1`.
+        newline_after(block.start as usize - 1).unwrap_or(len)
+    };
+    if block.start != 0 && begin as u64 >= block.end {
+        return Ok((BlockBytes::Owned(Vec::new()), begin as u64));
+    }
+    let mut end = (block.end as usize).min(len);
+    if block.end < block.file_len && end > begin && bytes[end - 1] != b'\n' {
+        // Finish the line that holds byte `end - 1`.
+        end = newline_after(end).unwrap_or(len);
+    }
+    let end = end.max(begin);
+    Ok((BlockBytes::Mapped { map, range: begin..end }, begin as u64))
+}
+
 /// The text of a block: `(bytes, offset of its first byte in the file)`.
 pub(crate) fn load(block: &Block) -> Result<(Vec<u8>, u64)> {
     let path = Path::new(&block.path);
@@ -306,10 +381,16 @@ mod tests {
         for bs in [1u64, 2, 7, 16, 33, 100, 1000, 100_000] {
             let blocks = plan_blocks(std::slice::from_ref(&p), Some(bs)).unwrap();
             let mut joined = Vec::new();
+            let mut mapped = Vec::new();
             for b in &blocks {
-                joined.extend(load(b).unwrap().0);
+                let (bytes, begin) = load(b).unwrap();
+                let (m, mbegin) = load_mapped_from(b, 0).unwrap();
+                assert_eq!((&*m, mbegin), (&bytes[..], begin), "blocksize {bs}, block {b:?}");
+                joined.extend(bytes);
+                mapped.extend_from_slice(&m);
             }
             assert_eq!(String::from_utf8(joined).unwrap(), text, "blocksize {bs}");
+            assert_eq!(String::from_utf8(mapped).unwrap(), text, "blocksize {bs}, mapped");
         }
         std::fs::remove_dir_all(&dir).ok();
     }
