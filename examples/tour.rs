@@ -93,7 +93,7 @@ fn main() -> blockwise::Result<()> {
 }
 
 /// 5. Arrays: a 4,000 × 4,000 random array in 1,000 × 1,000 chunks, its
-/// column means, and a small linear-algebra expression.
+///    column means, and a small linear-algebra expression.
 fn arrays() -> blockwise::Result<()> {
     use blockwise::array::{TryCompute, random};
     let start = std::time::Instant::now();

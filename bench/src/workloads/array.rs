@@ -265,16 +265,17 @@ fn ensure_zarr(dir: &Path, grid: Grid, seed: u64, ctx: &Context<'_>) -> Result<f
         "rows": grid.rows, "cols": grid.cols,
         "chunk_rows": grid.chunk_rows, "chunk_cols": grid.chunk_cols, "seed": seed,
     });
-    if let Ok(text) = std::fs::read_to_string(&sidecar) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            let same = ["rows", "cols", "chunk_rows", "chunk_cols", "seed"]
-                .iter()
-                .all(|k| v[k] == wanted[k]);
-            if same && dir.join("zarr.json").exists() {
-                if let Some(sum) = v["sum"].as_f64() {
-                    return Ok(sum);
-                }
-            }
+    if let Ok(text) = std::fs::read_to_string(&sidecar)
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        let same = ["rows", "cols", "chunk_rows", "chunk_cols", "seed"]
+            .iter()
+            .all(|k| v[k] == wanted[k]);
+        if same
+            && dir.join("zarr.json").exists()
+            && let Some(sum) = v["sum"].as_f64()
+        {
+            return Ok(sum);
         }
     }
     eprintln!(

@@ -156,7 +156,7 @@ impl Expected {
                 self.groups.insert(category.to_string(), (1, hundredths));
             }
         }
-        if id % RIGHT_EVERY == 0 {
+        if id.is_multiple_of(RIGHT_EVERY) {
             self.join_rows += 1;
             self.join_value_hundredths += hundredths;
             self.join_weight_sum += weight(id);
