@@ -20,14 +20,14 @@
 //! bench did not write) counted once by the hand-written program.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use blockwise::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, OptionSpec, SplitMix, Workload};
+use super::{Context, Merge, OptionSpec, SplitMix, Workload, files_in, io_failed, write_files};
 use crate::BenchError;
 use crate::measure;
 use crate::record::{Record, seconds};
@@ -139,14 +139,16 @@ struct Counts {
     counts: HashMap<String, u64>,
 }
 
-impl Counts {
+impl Merge for Counts {
     fn merge(&mut self, other: Counts) {
         self.total += other.total;
         for (k, v) in other.counts {
             *self.counts.entry(k).or_insert(0) += v;
         }
     }
+}
 
+impl Counts {
     /// Checks a top-`k` list: `k` entries (or all there are), each with its
     /// true count, in non-increasing order, and no left-out key with a count
     /// above the smallest listed (ties at the edge may go either way).
@@ -176,67 +178,6 @@ impl Counts {
         }
         Ok(())
     }
-}
-
-fn io_failed(path: &Path, what: &str, e: std::io::Error) -> BenchError {
-    BenchError::Failed(format!("{}: {what}: {e}", path.display()))
-}
-
-/// Files in `dir` named `prefix…suffix`, sorted.
-fn files_in(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-/// Runs `write(file index, writer)` for `files` files on two threads (each
-/// file written under a temporary name, then renamed) and merges what each
-/// returns.
-fn write_files(
-    dir: &Path,
-    files: usize,
-    name: impl Fn(usize) -> String + Sync,
-    write: impl Fn(usize, &mut dyn Write) -> std::io::Result<Counts> + Sync,
-) -> Result<Counts, BenchError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_failed(dir, "cannot create", e))?;
-    let threads = 2.min(files.max(1));
-    let parts: Vec<Result<Counts, BenchError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (name, write) = (&name, &write);
-                s.spawn(move || {
-                    let mut counts = Counts::default();
-                    for f in (t..files).step_by(threads) {
-                        let path = dir.join(name(f));
-                        let tmp = dir.join(format!(".{}.tmp", name(f)));
-                        let file = std::fs::File::create(&tmp).map_err(|e| io_failed(&tmp, "cannot create", e))?;
-                        let mut w = BufWriter::with_capacity(1 << 20, file);
-                        counts.merge(write(f, &mut w).map_err(|e| io_failed(&tmp, "cannot write", e))?);
-                        w.flush().map_err(|e| io_failed(&tmp, "cannot write", e))?;
-                        drop(w);
-                        std::fs::rename(&tmp, &path).map_err(|e| io_failed(&path, "cannot rename into", e))?;
-                    }
-                    Ok(counts)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("writer thread")).collect()
-    });
-    let mut counts = Counts::default();
-    for p in parts {
-        counts.merge(p?);
-    }
-    Ok(counts)
 }
 
 fn save_counts(dir: &Path, counts: &Counts) -> Result<(), BenchError> {

@@ -28,7 +28,7 @@ use blockwise::frame::{self as bwframe, JoinHow};
 use blockwise::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, OptionSpec, SplitMix, Workload, close};
+use super::{Context, Merge, OptionSpec, SplitMix, Workload, close, files_in, io_failed, write_files};
 use crate::BenchError;
 use crate::measure;
 use crate::record::{Record, seconds};
@@ -163,6 +163,17 @@ impl Expected {
         }
     }
 
+
+    /// Category → mean value.
+    fn means(&self) -> BTreeMap<String, f64> {
+        self.groups
+            .iter()
+            .map(|(k, (n, s))| (k.clone(), *s as f64 / 100.0 / *n as f64))
+            .collect()
+    }
+}
+
+impl Merge for Expected {
     fn merge(&mut self, other: Expected) {
         if other.rows == 0 {
             return;
@@ -183,14 +194,6 @@ impl Expected {
         self.join_value_hundredths += other.join_value_hundredths;
         self.join_weight_sum += other.join_weight_sum;
     }
-
-    /// Category → mean value.
-    fn means(&self) -> BTreeMap<String, f64> {
-        self.groups
-            .iter()
-            .map(|(k, (n, s))| (k.clone(), *s as f64 / 100.0 / *n as f64))
-            .collect()
-    }
 }
 
 /// The weight `right.csv` gives id `id`.
@@ -198,25 +201,9 @@ fn weight(id: u64) -> u64 {
     (id / RIGHT_EVERY) % 7 + 1
 }
 
-fn io_failed(path: &Path, what: &str, e: std::io::Error) -> BenchError {
-    BenchError::Failed(format!("{}: {what}: {e}", path.display()))
-}
-
 /// The data files in `dir`, sorted by name.
 fn data_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("data_") && n.ends_with(".csv"))
-        })
-        .collect();
-    files.sort();
-    files
+    files_in(dir, "data_", ".csv")
 }
 
 /// Writes `files` files of `rows` rows (two threads), `right.csv`, and
@@ -227,42 +214,26 @@ pub(crate) fn write_data(dir: &Path, files: usize, rows: u64) -> Result<Expected
         "csv: writing {files} files of {rows} rows into {} (once; later runs reuse them)",
         dir.display()
     );
-    let threads = 2.min(files.max(1));
-    let parts: Vec<Result<Expected, BenchError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut expected = Expected::default();
-                    for f in (t..files).step_by(threads) {
-                        let path = dir.join(format!("data_{f}.csv"));
-                        let tmp = dir.join(format!(".data_{f}.csv.tmp"));
-                        let file = std::fs::File::create(&tmp).map_err(|e| io_failed(&tmp, "cannot create", e))?;
-                        let mut w = BufWriter::with_capacity(1 << 20, file);
-                        w.write_all(b"id,category,value,flag,ts\n")
-                            .map_err(|e| io_failed(&tmp, "cannot write", e))?;
-                        let mut rng = SplitMix::new(0x5EED_0000 + f as u64);
-                        let mut line = Vec::with_capacity(64);
-                        for i in 0..rows {
-                            let id = f as u64 * rows + i;
-                            line.clear();
-                            let (c, h) = data_row(id, &mut rng, &mut line);
-                            line.push(b'\n');
-                            w.write_all(&line).map_err(|e| io_failed(&tmp, "cannot write", e))?;
-                            expected.add(id, c, h);
-                        }
-                        w.flush().map_err(|e| io_failed(&tmp, "cannot write", e))?;
-                        std::fs::rename(&tmp, &path).map_err(|e| io_failed(&path, "cannot rename into", e))?;
-                    }
-                    Ok(expected)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("writer thread")).collect()
-    });
-    let mut expected = Expected::default();
-    for p in parts {
-        expected.merge(p?);
-    }
+    let expected = write_files(
+        dir,
+        files,
+        |f| format!("data_{f}.csv"),
+        |f, w| {
+            let mut expected = Expected::default();
+            w.write_all(b"id,category,value,flag,ts\n")?;
+            let mut rng = SplitMix::new(0x5EED_0000 + f as u64);
+            let mut line = Vec::with_capacity(64);
+            for i in 0..rows {
+                let id = f as u64 * rows + i;
+                line.clear();
+                let (c, h) = data_row(id, &mut rng, &mut line);
+                line.push(b'\n');
+                w.write_all(&line)?;
+                expected.add(id, c, h);
+            }
+            Ok(expected)
+        },
+    )?;
     write_right(dir, files as u64 * rows)?;
     save_expected(dir, &expected)?;
     Ok(expected)

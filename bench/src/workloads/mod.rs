@@ -10,6 +10,11 @@
 //! fail ([`BenchError::Failed`]) rather than report the timing of a wrong
 //! answer.
 
+#[cfg(any(feature = "frame", feature = "bag"))]
+use std::io::{BufWriter, Write};
+#[cfg(any(feature = "frame", feature = "bag"))]
+use std::path::{Path, PathBuf};
+
 use crate::BenchError;
 use crate::args::Options;
 use crate::record::Record;
@@ -63,6 +68,78 @@ impl SplitMix {
 
 /// Whether two floating-point results that add the same numbers in
 /// different orders agree to a relative tolerance.
+/// What each writer thread of [`write_files`] returns, merged into one.
+#[cfg(any(feature = "frame", feature = "bag"))]
+pub(crate) trait Merge: Default {
+    /// Adds `other` into `self`.
+    fn merge(&mut self, other: Self);
+}
+
+/// A failed file operation, naming the file.
+#[cfg(any(feature = "frame", feature = "bag"))]
+pub(crate) fn io_failed(path: &Path, what: &str, e: std::io::Error) -> BenchError {
+    BenchError::Failed(format!("{}: {what}: {e}", path.display()))
+}
+
+#[cfg(any(feature = "frame", feature = "bag"))]
+/// Files in `dir` named `prefix…suffix`, sorted.
+pub(crate) fn files_in(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[cfg(any(feature = "frame", feature = "bag"))]
+/// Runs `write(file index, writer)` for `files` files on two threads (each
+/// file written under a temporary name, then renamed) and merges what each
+/// returns.
+pub(crate) fn write_files<A: Merge + Send>(
+    dir: &Path,
+    files: usize,
+    name: impl Fn(usize) -> String + Sync,
+    write: impl Fn(usize, &mut dyn Write) -> std::io::Result<A> + Sync,
+) -> Result<A, BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_failed(dir, "cannot create", e))?;
+    let threads = 2.min(files.max(1));
+    let parts: Vec<Result<A, BenchError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (name, write) = (&name, &write);
+                s.spawn(move || {
+                    let mut counts = A::default();
+                    for f in (t..files).step_by(threads) {
+                        let path = dir.join(name(f));
+                        let tmp = dir.join(format!(".{}.tmp", name(f)));
+                        let file = std::fs::File::create(&tmp).map_err(|e| io_failed(&tmp, "cannot create", e))?;
+                        let mut w = BufWriter::with_capacity(1 << 20, file);
+                        counts.merge(write(f, &mut w).map_err(|e| io_failed(&tmp, "cannot write", e))?);
+                        w.flush().map_err(|e| io_failed(&tmp, "cannot write", e))?;
+                        drop(w);
+                        std::fs::rename(&tmp, &path).map_err(|e| io_failed(&path, "cannot rename into", e))?;
+                    }
+                    Ok(counts)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("writer thread")).collect()
+    });
+    let mut counts = A::default();
+    for p in parts {
+        counts.merge(p?);
+    }
+    Ok(counts)
+}
+
 #[cfg(any(feature = "array", feature = "frame"))]
 pub(crate) fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1.0)

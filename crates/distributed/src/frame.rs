@@ -274,12 +274,7 @@ pub mod asynchronous {
         payloads: &[&[u8]],
         limits: &FrameLimits,
     ) -> Result<(), FrameError> {
-        let control = encode(message)?;
-        writer.write_all(&header(control.len(), payloads, limits)?).await?;
-        writer.write_all(&control).await?;
-        for p in payloads {
-            writer.write_all(p).await?;
-        }
+        feed_message(writer, message, payloads, limits).await?;
         writer.flush().await?;
         Ok(())
     }
