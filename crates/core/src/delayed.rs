@@ -130,7 +130,9 @@ pub fn value<T: IntoValue + 'static>(value: T) -> Delayed<T> {
 pub struct ArgBuilder {
     inputs: Vec<Input>,
     deps: Vec<Arc<Layer>>,
-    layout: ArgLayout,
+    /// Kept inline: it only picks the shared op, and becomes an
+    /// [`ArgLayout`] when an op is made.
+    layout: smallvec::SmallVec<[Option<u32>; 8]>,
     tokenizer: Tokenizer,
     /// The layers in `deps`, by address, once there are many of them (a
     /// call over a list of a hundred thousand handles stays linear).
@@ -144,7 +146,6 @@ impl ArgBuilder {
     fn with_arity(arity: usize) -> Self {
         ArgBuilder {
             inputs: Vec::with_capacity(arity),
-            layout: Vec::with_capacity(arity),
             ..ArgBuilder::default()
         }
     }
@@ -258,22 +259,26 @@ where
 
     fn build(&self, mut b: ArgBuilder) -> Delayed<F::Output> {
         let layout = std::mem::take(&mut b.layout);
-        let (op, prefix) = if std::mem::size_of::<F>() == 0 {
+        let pure = self.pure;
+        let name_with = |tokenizer: &mut Tokenizer, prefix: &str| {
+            if !pure {
+                tokenizer.unique();
+            }
+            tokenizer.name(self.prefix.as_deref().unwrap_or(prefix))
+        };
+        let (op, name) = if std::mem::size_of::<F>() == 0 {
             // A function item or a closure without captures: one op for
             // every call with this argument layout.
-            let shared = shared_op(&self.f, layout);
-            b.tokenizer.u64(shared.token);
-            (shared.op, shared.prefix)
+            with_shared_op(&self.f, &layout, |shared| {
+                b.tokenizer.u64(shared.token);
+                (shared.op.clone(), name_with(&mut b.tokenizer, &shared.prefix))
+            })
         } else {
-            let op: Arc<dyn Op> = Arc::new(FnOp::new(self.f.clone(), layout));
+            let op: Arc<dyn Op> = Arc::new(FnOp::new(self.f.clone(), layout.to_vec()));
             op.tokenize(&mut b.tokenizer);
-            let prefix = default_prefix(&*op);
-            (op, prefix)
+            let name = name_with(&mut b.tokenizer, &default_prefix(&*op));
+            (op, name)
         };
-        if !self.pure {
-            b.tokenizer.unique();
-        }
-        let name = b.tokenizer.name(self.prefix.as_deref().unwrap_or(&prefix));
         let layer = Layer::single(name.clone(), b.deps, Task::new(op, b.inputs));
         Delayed::from_layer(layer, Key::single(name))
     }
@@ -294,27 +299,34 @@ struct SharedOp {
     prefix: Arc<str>,
 }
 
-type SharedOps = HashMap<(TypeId, ArgLayout), SharedOp, FastHash>;
+/// Per function type, its shared ops by argument layout (a function is
+/// called with few layouts: one per list length).
+type SharedOps = HashMap<TypeId, Vec<(ArgLayout, SharedOp)>, FastHash>;
 
 thread_local! {
     static SHARED_OPS: RefCell<SharedOps> = const { RefCell::new(HashMap::with_hasher(FastHash::new())) };
 }
 
-fn shared_op<F, Args>(f: &F, layout: ArgLayout) -> SharedOp
+/// Runs `with` on the shared op of `f` for `layout`, making it on first use.
+fn with_shared_op<F, Args, R>(f: &F, layout: &[Option<u32>], with: impl FnOnce(&SharedOp) -> R) -> R
 where
     F: TaskFn<Args> + Clone,
     Args: 'static,
 {
     // Lists of many lengths (one layout each) must not grow the cache
-    // without bound.
-    const MAX_ENTRIES: usize = 1024;
+    // without bound, nor its lists past a short scan.
+    const MAX_FUNCTIONS: usize = 1024;
+    const MAX_LAYOUTS: usize = 32;
     SHARED_OPS.with(|cache| {
         let mut cache = cache.borrow_mut();
-        let key = (TypeId::of::<F>(), layout);
-        if let Some(shared) = cache.get(&key) {
-            return shared.clone();
+        if cache.len() >= MAX_FUNCTIONS && !cache.contains_key(&TypeId::of::<F>()) {
+            cache.clear();
         }
-        let op: Arc<dyn Op> = Arc::new(FnOp::new(f.clone(), key.1.clone()));
+        let ops = cache.entry(TypeId::of::<F>()).or_default();
+        if let Some(at) = ops.iter().position(|(l, _)| l[..] == *layout) {
+            return with(&ops[at].1);
+        }
+        let op: Arc<dyn Op> = Arc::new(FnOp::new(f.clone(), layout.to_vec()));
         let mut tok = Tokenizer::new();
         op.tokenize(&mut tok);
         let shared = SharedOp {
@@ -322,11 +334,11 @@ where
             prefix: default_prefix(&*op),
             op,
         };
-        if cache.len() >= MAX_ENTRIES {
-            cache.clear();
+        if ops.len() >= MAX_LAYOUTS {
+            ops.clear();
         }
-        cache.insert(key, shared.clone());
-        shared
+        ops.push((layout.to_vec(), shared));
+        with(&ops[ops.len() - 1].1)
     })
 }
 
@@ -449,6 +461,26 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(&key_elsewhere, a.key());
+    }
+
+    #[test]
+    fn many_list_lengths_keep_deterministic_keys() {
+        fn total(xs: Vec<i64>) -> i64 {
+            xs.iter().sum()
+        }
+        let leaves: Vec<Delayed<i64>> = (0..80).map(|i| delayed(inc).call(i)).collect();
+        // More layouts than one function keeps: the cache is refilled, the
+        // keys stay what they were.
+        let build = || -> Vec<Key> {
+            (1..=80)
+                .map(|len| delayed(total).call(&leaves[..len]).key().clone())
+                .collect()
+        };
+        let first = build();
+        let again = build();
+        assert_eq!(first, again);
+        let distinct: std::collections::HashSet<&Key> = first.iter().collect();
+        assert_eq!(distinct.len(), 80);
     }
 
     #[test]

@@ -188,8 +188,11 @@ pub enum LayerBody {
 /// One collection operation's tasks, and the layers they read.
 pub struct Layer {
     name: Name,
-    deps: Vec<Arc<Layer>>,
+    deps: Box<[Arc<Layer>]>,
     body: LayerBody,
+    /// The hash of the name's text, taken while it is fresh: the planner
+    /// enters a million layers by name without reading a million strings.
+    name_hash: u64,
     /// Position of each key in an explicit body, built on first lookup.
     lookup: OnceLock<Box<Lookup>>,
 }
@@ -206,8 +209,9 @@ impl Layer {
     /// A layer named `name` reading from `deps`.
     pub fn new(name: Name, deps: Vec<Arc<Layer>>, body: LayerBody) -> Arc<Self> {
         Arc::new(Layer {
+            name_hash: crate::key::name_hash(name.as_str()),
             name,
-            deps,
+            deps: deps.into_boxed_slice(),
             body,
             lookup: OnceLock::new(),
         })
@@ -226,6 +230,11 @@ impl Layer {
     /// The layers this one reads from.
     pub fn deps(&self) -> &[Arc<Layer>] {
         &self.deps
+    }
+
+    /// [`crate::key::name_hash`] of the layer's name.
+    pub(crate) fn name_hash(&self) -> u64 {
+        self.name_hash
     }
 
     /// The layer's tasks or rule.
@@ -399,10 +408,10 @@ impl Layer {
 impl Drop for Layer {
     fn drop(&mut self) {
         // Unlink uniquely owned ancestors one by one instead of recursing.
-        let mut stack = std::mem::take(&mut self.deps);
+        let mut stack = std::mem::take(&mut self.deps).into_vec();
         while let Some(dep) = stack.pop() {
             if let Some(mut layer) = Arc::into_inner(dep) {
-                stack.append(&mut layer.deps);
+                stack.extend(std::mem::take(&mut layer.deps));
             }
         }
     }

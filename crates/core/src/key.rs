@@ -246,6 +246,13 @@ impl Tokenizer {
     }
 }
 
+/// The hash the planner files a name under: [`crate::hash::FastHash`] of
+/// its text, the same for every copy of a name.
+pub(crate) fn name_hash(text: &str) -> u64 {
+    use std::hash::BuildHasher;
+    crate::hash::FastHash::new().hash_one(text)
+}
+
 /// `"{prefix}-{token:016x}"` as a [`Name`], written into one allocation (a
 /// million `delayed` calls make a million names).
 pub(crate) fn token_name(prefix: &str, token: u64) -> Name {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Layer, TaskPart};
-use crate::hash::FastHash;
 use crate::key::{Key, Name};
 use crate::op::Op;
 use crate::order;
@@ -343,19 +342,70 @@ struct LayerTables<'g> {
     /// Borrowed from the graph: planning a million single-task layers
     /// touches no reference count.
     layers: Vec<&'g Layer>,
-    /// Names are shared `Arc<str>`s: lookups find a layer by the address of
-    /// its name and never hash the string. Every layer's own name is entered
-    /// up front (layers with equal names — the same computation built twice —
-    /// share one entry); other `Name`s with a known text are added on first
-    /// sight.
-    by_addr: HashMap<usize, u32, FastHash>,
-    by_name: HashMap<&'g str, u32, FastHash>,
+    /// Each layer by name; layers with equal names (the same computation
+    /// built twice) share one entry. Probed once per edge of the walk, and
+    /// when expanding only for a key that names none of its task's layer's
+    /// dependencies by address.
+    by_name: HashMap<NameKey<'g>, u32, PassHash>,
+    /// The ids of layer `l`'s dependencies, in its order, are
+    /// `dep_ids[dep_base[l]..dep_base[l + 1]]`.
+    dep_base: Vec<usize>,
+    dep_ids: Vec<u32>,
     /// Where layer `l`'s positions start in `ids`.
     base: Vec<usize>,
     ids: Vec<u32>,
 }
 
 const UNSEEN: u32 = u32::MAX;
+
+/// A name with its [`crate::key::name_hash`], taken from the layer (so
+/// entering a layer reads no string) or computed for a lookup. Equal
+/// names compare by address first, by text only when the hashes agree.
+#[derive(Clone, Copy)]
+struct NameKey<'a> {
+    hash: u64,
+    name: &'a Name,
+}
+
+impl PartialEq for NameKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.name == other.name
+    }
+}
+impl Eq for NameKey<'_> {}
+impl std::hash::Hash for NameKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands a [`NameKey`]'s hash (already mixed) to the table unchanged.
+#[derive(Clone, Copy, Default)]
+struct PassHash;
+
+impl std::hash::BuildHasher for PassHash {
+    type Hasher = PassHasher;
+    fn build_hasher(&self) -> PassHasher {
+        PassHasher(0)
+    }
+}
+
+struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `NameKey`; anything else is folded in.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Two layers under one name must be the same computation.
 fn check_same_length(first: &Layer, other: &Layer) -> Result<()> {
@@ -369,57 +419,92 @@ fn check_same_length(first: &Layer, other: &Layer) -> Result<()> {
 }
 
 impl<'g> LayerTables<'g> {
-    /// Walks the graph from its roots once, entering each layer's name
-    /// address and text as it is first reached (a layer whose text is
-    /// already known is an alias of the first, and its own dependencies,
-    /// the same computation by name, are not walked again).
+    /// Walks the graph from its roots once, entering each layer's name as
+    /// it is first reached: one table probe per edge. A layer whose name is
+    /// already known is either the same layer reached again or an alias of
+    /// the first (the same computation by name), whose dependencies are not
+    /// walked again.
     fn new(graph: &'g Graph) -> Result<Self> {
+        const ROOT: usize = usize::MAX;
         let mut layers: Vec<&'g Layer> = Vec::new();
-        let mut by_addr: HashMap<usize, u32, FastHash> = HashMap::with_hasher(FastHash::new());
-        let mut by_name: HashMap<&'g str, u32, FastHash> = HashMap::with_hasher(FastHash::new());
+        let mut by_name: HashMap<NameKey<'g>, u32, PassHash> = HashMap::with_hasher(PassHash);
+        let mut dep_base = Vec::new();
+        let mut dep_ids: Vec<u32> = Vec::new();
         let mut base = Vec::new();
         let mut total = 0usize;
-        let mut stack: Vec<&'g Layer> = graph.roots().iter().rev().map(|l| &**l).collect();
-        while let Some(layer) = stack.pop() {
-            let addr = layer.name().addr();
-            if let Some(&l) = by_addr.get(&addr) {
-                check_same_length(layers[l as usize], layer)?;
-                continue;
-            }
-            match by_name.entry(layer.name().as_str()) {
+        // Each entry: a layer, and the edge (a place in `dep_ids`) it was
+        // reached by.
+        let mut stack: Vec<(&'g Layer, usize)> = graph.roots().iter().rev().map(|l| (&**l, ROOT)).collect();
+        while let Some((layer, edge)) = stack.pop() {
+            let key = NameKey {
+                hash: layer.name_hash(),
+                name: layer.name(),
+            };
+            let id = match by_name.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => {
-                    let l = *e.get();
-                    check_same_length(layers[l as usize], layer)?;
-                    by_addr.insert(addr, l);
+                    let first = layers[*e.get() as usize];
+                    if !std::ptr::eq(first, layer) {
+                        check_same_length(first, layer)?;
+                    }
+                    *e.get()
                 }
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let l = layers.len() as u32;
-                    e.insert(l);
-                    by_addr.insert(addr, l);
+                    let id = layers.len() as u32;
+                    e.insert(id);
                     base.push(total);
                     total += layer.len();
                     layers.push(layer);
-                    stack.extend(layer.deps().iter().rev().map(|d| &**d));
+                    let deps = layer.deps();
+                    let at = dep_ids.len();
+                    dep_base.push(at);
+                    dep_ids.resize(at + deps.len(), UNSEEN);
+                    stack.extend(deps.iter().enumerate().rev().map(|(i, d)| (&**d, at + i)));
+                    id
                 }
+            };
+            if edge != ROOT {
+                dep_ids[edge] = id;
             }
         }
+        dep_base.push(dep_ids.len());
         Ok(LayerTables {
             layers,
-            by_addr,
             by_name,
+            dep_base,
+            dep_ids,
             base,
             ids: vec![UNSEEN; total],
         })
     }
 
-    fn layer_of(&mut self, name: &Name) -> Option<u32> {
+    fn layer_of(&self, name: &Name) -> Option<u32> {
+        let key = NameKey {
+            hash: crate::key::name_hash(name.as_str()),
+            name,
+        };
+        self.by_name.get(&key).copied()
+    }
+
+    /// The layer a task of layer `l` reads through the key name `name`:
+    /// the dependency at `*next` when the names share an address (inputs
+    /// usually come in the order of the dependencies), then any dependency
+    /// of a short list by address, then the table.
+    fn dep_of(&self, l: u32, next: &mut usize, name: &Name) -> Option<u32> {
+        let deps = &self.dep_ids[self.dep_base[l as usize]..self.dep_base[l as usize + 1]];
         let addr = name.addr();
-        if let Some(&l) = self.by_addr.get(&addr) {
-            return Some(l);
+        let named = |d: u32| self.layers[d as usize].name().addr() == addr;
+        if let Some(&d) = deps.get(*next)
+            && named(d)
+        {
+            *next += 1;
+            return Some(d);
         }
-        let l = *self.by_name.get(name.as_str())?;
-        self.by_addr.insert(addr, l);
-        Some(l)
+        if deps.len() <= 16
+            && let Some(&d) = deps.iter().find(|&&d| named(d))
+        {
+            return Some(d);
+        }
+        self.layer_of(name)
     }
 
     /// The id slot of `index` in layer `l`, or the layer's own error when
@@ -473,12 +558,14 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         let layer = tables.layers[layer_of_task[id as usize] as usize];
         let index = keys[id as usize].index.clone();
         pending.clear();
+        let l = layer_of_task[id as usize];
+        let mut next_dep = 0;
         layer.visit_task(&index, |part| {
             match part {
                 TaskPart::Op(op) => ops[id as usize] = Some(op.clone()),
                 TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
                 TaskPart::Key(name, dep_index) => {
-                    let Some(dl) = tables.layer_of(name) else {
+                    let Some(dl) = tables.dep_of(l, &mut next_dep, name) else {
                         return Err(Error::graph(format!(
                             "task {} reads key {}, but no layer of the graph is named {name}",
                             Key::new(layer.name().clone(), &index),
@@ -835,6 +922,57 @@ mod tests {
             err.to_string().contains("two different layers are named same-name"),
             "{err}"
         );
+    }
+
+    /// A task's key inputs are matched to its layer's dependencies by name
+    /// address, in order, out of order, repeated, through a copy of a name
+    /// (a different allocation of the same text) and beyond the short list
+    /// scanned by address: every way resolves to the right task.
+    #[test]
+    fn inputs_find_their_layers_however_they_name_them() {
+        let leaves: Vec<Arc<Layer>> = (0..40i64)
+            .map(|i| {
+                Layer::single(
+                    Name::new(&format!("leaf-{i}")),
+                    vec![],
+                    Task::new(identity(), vec![Input::Literal(Arc::new(i))]),
+                )
+            })
+            .collect();
+        let key_of = |i: usize| Key::single(leaves[i].name().clone());
+        let copied_key_of = |i: usize| Key::single(Name::new(leaves[i].name().as_str()));
+        // Reads: reversed, one twice, one through a copied name.
+        let reads_few = vec![key_of(2), key_of(0), key_of(1), key_of(0), copied_key_of(1)];
+        let few = Layer::single(
+            Name::new("few"),
+            leaves[..3].to_vec(),
+            Task::new(identity(), reads_few.into_iter().map(Input::Key).collect()),
+        );
+        // Forty dependencies read backwards, the last through a copied name.
+        let mut reads_many: Vec<Key> = (1..40).rev().map(key_of).collect();
+        reads_many.push(copied_key_of(0));
+        let many = Layer::single(
+            Name::new("many"),
+            leaves.clone(),
+            Task::new(identity(), reads_many.into_iter().map(Input::Key).collect()),
+        );
+        let mut graph = Graph::from_layer(few.clone());
+        graph.add_layer(many.clone());
+        let outputs = [Key::single(few.name().clone()), Key::single(many.name().clone())];
+        let plan = Plan::build(&graph, &outputs, &PlanOptions { fuse: false }).unwrap();
+        assert_eq!(plan.len(), 42);
+        let leaf_of = |slot: &Slot| match slot {
+            Slot::Task(t) => plan.key(*t).name.as_str().to_string(),
+            Slot::Literal(_) => panic!("a key input planned as a literal"),
+        };
+        let few_reads: Vec<String> = plan.slots(plan.outputs()[0]).iter().map(leaf_of).collect();
+        assert_eq!(few_reads, ["leaf-2", "leaf-0", "leaf-1", "leaf-0", "leaf-1"]);
+        let many_reads: Vec<String> = plan.slots(plan.outputs()[1]).iter().map(leaf_of).collect();
+        let expected: Vec<String> = (1..40).rev().chain([0]).map(|i| format!("leaf-{i}")).collect();
+        assert_eq!(many_reads, expected);
+        // Each leaf is one task, whichever name allocation reached it.
+        assert_eq!(plan.dependencies().row(plan.outputs()[0]).len(), 3);
+        assert_eq!(plan.dependencies().row(plan.outputs()[1]).len(), 40);
     }
 
     #[test]

@@ -53,15 +53,31 @@ pub trait Data: Any + Send + Sync {
     /// default hashes the encoding; large values may override with something
     /// cheaper that still identifies them.
     fn tokenize(&self, tokenizer: &mut Tokenizer) {
-        let mut buf = Vec::new();
-        match self.encode(&mut buf) {
+        thread_local! {
+            // One encoding buffer per thread: a million literals of a
+            // million `delayed` calls allocate nothing to be named.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut hash = |buf: &mut Vec<u8>| match self.encode(buf) {
             Ok(()) => {
-                tokenizer.str(self.codec()).bytes(&buf);
+                tokenizer.str(self.codec()).bytes(buf);
             }
             Err(_) => {
                 tokenizer.unique();
             }
-        }
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                hash(&mut buf);
+                // Keep the buffer small after one large value.
+                if buf.capacity() > 1 << 16 {
+                    *buf = Vec::new();
+                }
+            }
+            // Encoding this value tokenizes another on this thread.
+            Err(_) => hash(&mut Vec::new()),
+        })
     }
 
     /// A short description for errors and graph pictures.
