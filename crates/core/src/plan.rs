@@ -46,7 +46,9 @@ impl Default for PlanOptions {
 /// A culled, fused and ordered graph over dense task ids.
 pub struct Plan {
     keys: Vec<Key>,
-    ops: Vec<Arc<dyn Op>>,
+    /// Each task's op, as a position in a table of the distinct ops (a
+    /// million tasks of one function share one entry).
+    ops: Ops,
     slot_offsets: Vec<u32>,
     slots: Vec<Slot>,
     dependencies: Csr,
@@ -77,7 +79,7 @@ impl Plan {
             return Err(Error::graph("plan parts have different lengths"));
         }
         let (slot_offsets, slots) = flatten_rows(inputs);
-        let plan = Plan::assemble(keys, ops, slot_offsets, slots, outputs)?;
+        let plan = Plan::assemble(keys, Ops::from_list(ops), slot_offsets, slots, outputs)?;
         plan.check_acyclic()?;
         Ok(plan.with_order())
     }
@@ -86,13 +88,13 @@ impl Plan {
     /// cycles: checks lengths and that every slot names a task.
     fn assemble(
         keys: Vec<Key>,
-        ops: Vec<Arc<dyn Op>>,
+        ops: Ops,
         slot_offsets: Vec<u32>,
         slots: Vec<Slot>,
         outputs: Vec<u32>,
     ) -> Result<Plan> {
         let n = keys.len();
-        if ops.len() != n || slot_offsets.len() != n + 1 {
+        if ops.of.len() != n || slot_offsets.len() != n + 1 {
             return Err(Error::graph("plan parts have different lengths"));
         }
         for s in &slots {
@@ -164,7 +166,7 @@ impl Plan {
 
     /// The op of task `id`.
     pub fn op(&self, id: u32) -> &Arc<dyn Op> {
-        &self.ops[id as usize]
+        &self.ops.table[self.ops.of[id as usize] as usize]
     }
 
     /// The inputs of task `id`, in argument order.
@@ -199,7 +201,8 @@ impl Plan {
     /// Bytes held by the plan's own structures (not by literal values).
     pub fn size_bytes(&self) -> usize {
         self.keys.capacity() * std::mem::size_of::<Key>()
-            + self.ops.capacity() * std::mem::size_of::<Arc<dyn Op>>()
+            + self.ops.table.capacity() * std::mem::size_of::<Arc<dyn Op>>()
+            + self.ops.of.capacity() * 4
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.slot_offsets.capacity() * 4
             + self.priority.capacity() * 4
@@ -528,7 +531,8 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     let mut keys: Vec<Key> = Vec::new();
     // The layer of each task, so expanding it needs no lookup by name.
     let mut layer_of_task: Vec<u32> = Vec::new();
-    let mut ops: Vec<Option<Arc<dyn Op>>> = Vec::new();
+    // Each task's op, `UNSEEN` until the task is expanded.
+    let mut ops = Ops::default();
     let mut stack: Vec<u32> = Vec::new();
     let mut output_ids = Vec::with_capacity(outputs.len());
     for key in outputs {
@@ -545,7 +549,7 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
             *slot = keys.len() as u32;
             keys.push(Key::new(name.clone(), &key.index));
             layer_of_task.push(l);
-            ops.push(None);
+            ops.of.push(UNSEEN);
         }
         output_ids.push(*slot);
     }
@@ -562,7 +566,7 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         let mut next_dep = 0;
         layer.visit_task(&index, |part| {
             match part {
-                TaskPart::Op(op) => ops[id as usize] = Some(op.clone()),
+                TaskPart::Op(op) => ops.of[id as usize] = ops.intern(op),
                 TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
                 TaskPart::Key(name, dep_index) => {
                     let Some(dl) = tables.dep_of(l, &mut next_dep, name) else {
@@ -577,7 +581,7 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                         *slot = keys.len() as u32;
                         keys.push(Key::new(name.clone(), dep_index));
                         layer_of_task.push(dl);
-                        ops.push(None);
+                        ops.of.push(UNSEEN);
                         pending.push(*slot);
                     }
                     slots.push(Slot::Task(*slot));
@@ -611,14 +615,56 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     }
     drop(slots);
     drop(row_at);
-    let ops = ops
-        .into_iter()
-        .enumerate()
-        .map(|(i, op)| op.ok_or_else(|| Error::graph(format!("task {} was never expanded", keys[i]))))
-        .collect::<Result<Vec<_>>>()?;
+    if let Some(i) = ops.of.iter().position(|&o| o == UNSEEN) {
+        return Err(Error::graph(format!("task {} was never expanded", keys[i])));
+    }
+    ops.forget_lookup();
     let plan = Plan::assemble(keys, ops, slot_offsets, ordered, output_ids)?;
     plan.check_acyclic()?;
     Ok(plan)
+}
+
+/// The ops of a plan's tasks: each distinct op once.
+#[derive(Default)]
+struct Ops {
+    table: Vec<Arc<dyn Op>>,
+    /// Task `t` runs `table[of[t]]`.
+    of: Vec<u32>,
+    /// Table positions by op address while the plan is being built.
+    lookup: HashMap<usize, u32, crate::hash::FastHash>,
+}
+
+impl Ops {
+    /// One op per task, as [`Plan::from_parts`] receives them.
+    fn from_list(list: Vec<Arc<dyn Op>>) -> Ops {
+        let mut ops = Ops::default();
+        ops.of.reserve_exact(list.len());
+        for op in &list {
+            let at = ops.intern(op);
+            ops.of.push(at);
+        }
+        ops.forget_lookup();
+        ops
+    }
+
+    /// The table position of `op` (by address), adding it if new. Tasks
+    /// of one op usually come in runs: the last entry is tried first.
+    fn intern(&mut self, op: &Arc<dyn Op>) -> u32 {
+        let addr = Arc::as_ptr(op).cast::<()>() as usize;
+        if let Some(last) = self.table.last()
+            && Arc::as_ptr(last).cast::<()>() as usize == addr
+        {
+            return self.table.len() as u32 - 1;
+        }
+        *self.lookup.entry(addr).or_insert_with(|| {
+            self.table.push(op.clone());
+            self.table.len() as u32 - 1
+        })
+    }
+
+    fn forget_lookup(&mut self) {
+        self.lookup = HashMap::default();
+    }
 }
 
 /// Fuses linear chains: a task with one dependent, which reads no other task,
@@ -667,7 +713,8 @@ fn fuse(plan: Plan) -> Plan {
         }
     }
     let mut keys = Vec::with_capacity(next as usize);
-    let mut ops: Vec<Arc<dyn Op>> = Vec::with_capacity(next as usize);
+    let mut ops = Ops::default();
+    ops.of.reserve_exact(next as usize);
     let mut inputs: Vec<Vec<Slot>> = Vec::with_capacity(next as usize);
     for t in 0..n as u32 {
         if absorbed[t as usize] {
@@ -692,7 +739,8 @@ fn fuse(plan: Plan) -> Plan {
         keys.push(plan.key(t).clone());
         inputs.push(plan.slots(head).iter().map(remap).collect());
         if chain.len() == 1 {
-            ops.push(plan.op(t).clone());
+            let op = ops.intern(plan.op(t));
+            ops.of.push(op);
         } else {
             let steps = chain
                 .iter()
@@ -711,11 +759,14 @@ fn fuse(plan: Plan) -> Plan {
                     },
                 })
                 .collect();
-            ops.push(Arc::new(FusedOp { steps }));
+            let fused: Arc<dyn Op> = Arc::new(FusedOp { steps });
+            let op = ops.intern(&fused);
+            ops.of.push(op);
         }
     }
     let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
     let (slot_offsets, slots) = flatten_rows(inputs);
+    ops.forget_lookup();
     // Fusing an acyclic plan keeps it acyclic and every slot valid.
     match Plan::assemble(keys, ops, slot_offsets, slots, outputs) {
         Ok(fused) => fused,
