@@ -256,6 +256,24 @@ impl Layer {
         self.len() == 0
     }
 
+    /// The index of the task at `pos` (the inverse of [`Layer::position`]),
+    /// written into `out`.
+    pub(crate) fn index_at(&self, pos: usize, out: &mut Index) {
+        out.clear();
+        match &self.body {
+            LayerBody::Single(_) => {}
+            LayerBody::Tasks(tasks) => out.extend_from_slice(&tasks[pos].0.index),
+            LayerBody::Blockwise(b) => {
+                let mut rest = pos;
+                out.resize(b.grid.len(), 0);
+                for (i, &n) in out.iter_mut().zip(&b.grid).rev() {
+                    *i = (rest % n as usize) as u32;
+                    rest /= n as usize;
+                }
+            }
+        }
+    }
+
     /// The position of `index` among the layer's tasks (row-major in a
     /// rule's grid, list order in an explicit layer), or `None` when the
     /// layer has no such key.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::csr::Csr;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Layer, TaskPart};
-use crate::key::{Key, Name};
+use crate::key::{Index, Key, Name};
 use crate::op::Op;
 use crate::order;
 use crate::value::{Value, decode_value, encode_value, postcard_decode, postcard_encode};
@@ -86,13 +86,7 @@ impl Plan {
 
     /// Puts a plan together from flat slots, unordered and unchecked for
     /// cycles: checks lengths and that every slot names a task.
-    fn assemble(
-        keys: Vec<Key>,
-        ops: Ops,
-        slot_offsets: Vec<u32>,
-        slots: Vec<Slot>,
-        outputs: Vec<u32>,
-    ) -> Result<Plan> {
+    fn assemble(keys: Vec<Key>, ops: Ops, slot_offsets: Vec<u32>, slots: Vec<Slot>, outputs: Vec<u32>) -> Result<Plan> {
         let n = keys.len();
         if ops.of.len() != n || slot_offsets.len() != n + 1 {
             return Err(Error::graph("plan parts have different lengths"));
@@ -510,31 +504,36 @@ impl<'g> LayerTables<'g> {
         self.layer_of(name)
     }
 
-    /// The id slot of `index` in layer `l`, or the layer's own error when
-    /// the index is not one of its keys.
-    fn slot(&mut self, l: u32, index: &[u32]) -> Result<&mut u32> {
+    /// The position of `index` in layer `l` and its place in `ids`, or
+    /// the layer's own error when the index is not one of its keys.
+    fn slot(&mut self, l: u32, index: &[u32]) -> Result<(u32, &mut u32)> {
         let layer = self.layers[l as usize];
         let Some(pos) = layer.position(index) else {
             return Err(layer.key_error(index));
         };
-        Ok(&mut self.ids[self.base[l as usize] + pos])
+        let pos32 = u32::try_from(pos).map_err(|_| too_many("tasks in one layer"))?;
+        Ok((pos32, &mut self.ids[self.base[l as usize] + pos]))
     }
 }
 
 /// Cull and expand: every task the outputs need, and nothing else.
 ///
-/// Ids are given in discovery order, so each task's inputs become slots the
-/// moment it is expanded; no `Task` is ever built. Rows are stored in
-/// expansion order and put in id order at the end.
+/// Each task's inputs become slots the moment it is expanded, in the order
+/// they stay in; no `Task` is ever built.
 fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     let mut tables = LayerTables::new(graph)?;
-    let mut keys: Vec<Key> = Vec::new();
-    // The layer of each task, so expanding it needs no lookup by name.
-    let mut layer_of_task: Vec<u32> = Vec::new();
-    // Each task's op, `UNSEEN` until the task is expanded.
-    let mut ops = Ops::default();
-    let mut stack: Vec<u32> = Vec::new();
-    let mut output_ids = Vec::with_capacity(outputs.len());
+    // Tasks by the order they were found in: their layer and position.
+    // A task's id is the order it is expanded in (depth first), so its
+    // slots are written where they stay; slots name tasks by finding
+    // number until the end, when they are renumbered in place.
+    //
+    // Every list below grows to the number of tasks planned, at most the
+    // number of tasks in the graph: reserved at that bound, only what is
+    // used is ever touched.
+    let bound = tables.ids.len();
+    let mut found: Vec<(u32, u32)> = Vec::with_capacity(bound);
+    let mut id_of_found: Vec<u32> = Vec::with_capacity(bound);
+    let mut output_found = Vec::with_capacity(outputs.len());
     for key in outputs {
         let Some(l) = tables.layer_of(&key.name) else {
             return Err(Error::graph(format!(
@@ -542,31 +541,36 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                 key.name
             )));
         };
-        // The layer's own name, so every key of a layer shares one.
-        let name = tables.layers[l as usize].name();
-        let slot = tables.slot(l, &key.index)?;
+        let (pos, slot) = tables.slot(l, &key.index)?;
         if *slot == UNSEEN {
-            *slot = keys.len() as u32;
-            keys.push(Key::new(name.clone(), &key.index));
-            layer_of_task.push(l);
-            ops.of.push(UNSEEN);
+            *slot = found.len() as u32;
+            found.push((l, pos));
+            id_of_found.push(UNSEEN);
         }
-        output_ids.push(*slot);
+        output_found.push(*slot);
     }
-    stack.extend((0..keys.len() as u32).rev());
-    // Rows in expansion order: (task id, end of its slots).
-    let mut rows: Vec<(u32, u32)> = Vec::new();
+    let mut stack: Vec<u32> = (0..found.len() as u32).rev().collect();
+    let mut keys: Vec<Key> = Vec::with_capacity(bound);
+    let mut ops = Ops::default();
+    ops.of.reserve_exact(bound);
+    let mut slot_offsets = Vec::with_capacity(bound + 1);
+    slot_offsets.push(0u32);
     let mut slots: Vec<Slot> = Vec::new();
     let mut pending: Vec<u32> = Vec::new();
-    while let Some(id) = stack.pop() {
-        let layer = tables.layers[layer_of_task[id as usize] as usize];
-        let index = keys[id as usize].index.clone();
+    let mut index = Index::new();
+    while let Some(f) = stack.pop() {
+        let (l, pos) = found[f as usize];
+        let layer = tables.layers[l as usize];
+        layer.index_at(pos as usize, &mut index);
+        id_of_found[f as usize] = keys.len() as u32;
+        // The layer's own name, so every key of a layer shares one.
+        keys.push(Key::new(layer.name().clone(), &index));
         pending.clear();
-        let l = layer_of_task[id as usize];
         let mut next_dep = 0;
+        let mut op = None;
         layer.visit_task(&index, |part| {
             match part {
-                TaskPart::Op(op) => ops.of[id as usize] = ops.intern(op),
+                TaskPart::Op(o) => op = Some(ops.intern(o)),
                 TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
                 TaskPart::Key(name, dep_index) => {
                     let Some(dl) = tables.dep_of(l, &mut next_dep, name) else {
@@ -576,12 +580,11 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                             Key::new(name.clone(), dep_index)
                         )));
                     };
-                    let slot = tables.slot(dl, dep_index)?;
+                    let (dep_pos, slot) = tables.slot(dl, dep_index)?;
                     if *slot == UNSEEN {
-                        *slot = keys.len() as u32;
-                        keys.push(Key::new(name.clone(), dep_index));
-                        layer_of_task.push(dl);
-                        ops.of.push(UNSEEN);
+                        *slot = found.len() as u32;
+                        found.push((dl, dep_pos));
+                        id_of_found.push(UNSEEN);
                         pending.push(*slot);
                     }
                     slots.push(Slot::Task(*slot));
@@ -589,39 +592,41 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
             }
             Ok(())
         })?;
-        rows.push((id, slots.len() as u32));
+        let op = op.ok_or_else(|| Error::graph(format!("task {} has no op", keys[keys.len() - 1])))?;
+        ops.of.push(op);
+        slot_offsets.push(u32::try_from(slots.len()).map_err(|_| too_many("inputs"))?);
         // First input expanded first, as a depth-first walk would.
         stack.extend(pending.iter().rev());
     }
-    drop(layer_of_task);
     drop(tables);
-    let n = keys.len();
-    // Rows back in id order.
-    let mut row_at = vec![(0u32, 0u32); n];
-    let mut start = 0u32;
-    for &(id, end) in &rows {
-        row_at[id as usize] = (start, end);
-        start = end;
-    }
-    drop(rows);
-    let mut slot_offsets = Vec::with_capacity(n + 1);
-    slot_offsets.push(0u32);
-    let mut ordered = Vec::with_capacity(slots.len());
-    for &(a, b) in &row_at {
-        for s in &mut slots[a as usize..b as usize] {
-            ordered.push(std::mem::replace(s, Slot::Task(0)));
+    drop(found);
+    for s in &mut slots {
+        if let Slot::Task(f) = s {
+            *f = id_of_found[*f as usize];
         }
-        slot_offsets.push(ordered.len() as u32);
     }
-    drop(slots);
-    drop(row_at);
-    if let Some(i) = ops.of.iter().position(|&o| o == UNSEEN) {
-        return Err(Error::graph(format!("task {} was never expanded", keys[i])));
+    let output_ids = output_found.iter().map(|&f| id_of_found[f as usize]).collect();
+    drop(id_of_found);
+    // A plan of a small part of a large graph gives back the room reserved.
+    fn fit<T>(v: &mut Vec<T>) {
+        if v.len() < v.capacity() / 2 {
+            v.shrink_to_fit();
+        }
     }
+    fit(&mut keys);
+    fit(&mut ops.of);
+    fit(&mut slot_offsets);
     ops.forget_lookup();
-    let plan = Plan::assemble(keys, ops, slot_offsets, ordered, output_ids)?;
+    let plan = Plan::assemble(keys, ops, slot_offsets, slots, output_ids)?;
     plan.check_acyclic()?;
     Ok(plan)
+}
+
+fn too_many(what: &str) -> Error {
+    Error::graph(format!(
+        "the graph has more than {} {what}: too large to plan",
+        u32::MAX
+    ))
 }
 
 /// The ops of a plan's tasks: each distinct op once.
