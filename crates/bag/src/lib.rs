@@ -35,7 +35,9 @@
 //! - Reductions, tree-shaped with a fan-in set by [`Bag::split_every`]:
 //!   `fold`, `reduction`, `count`, `sum`, `min`, `max`, `mean`, `var`, `std`,
 //!   `any`, `all` give an [`Item`]; `frequencies`, `topk`, `nlargest`,
-//!   `distinct` give a one-partition bag (see [`reduce`]).
+//!   `distinct` give a one-partition bag (see [`reduce`]); `frequencies_of`
+//!   counts keys lent by each record, short strings kept inline in its table
+//!   (see [`count`]).
 //! - Grouping: `foldby` (the fast path) and `groupby` (a hash shuffle); see
 //!   [`group`].
 //! - Sinks: `compute()` (all records, in order), `take(n)` (only the
@@ -92,7 +94,9 @@
 //! no portable form yet.
 
 mod bag;
+pub mod count;
 pub mod group;
+mod json;
 mod partition;
 mod portable;
 pub mod reduce;
@@ -103,6 +107,7 @@ pub mod text;
 pub mod to_frame;
 
 pub use bag::{Bag, DEFAULT_SPLIT_EVERY, JsonKey, concat, from_delayed, from_partitions, from_sequence, range};
+pub use count::FrequencyKey;
 pub use partition::{Element, Partition, Scalar};
 pub use reduce::{Item, ToF64};
 pub use text::{

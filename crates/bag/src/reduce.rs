@@ -20,6 +20,7 @@
 //! `foldby`) end in a one-partition layer, keyed `(name, 0)`; the others end
 //! in an [`Item`], keyed `(name)`.
 
+use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use blockwise_core::{Collection, Error, Graph, Input, Key, Layer, LayerBody, Nam
 use serde::{Deserialize, Serialize};
 
 use crate::bag::{Bag, arg};
+use crate::count::{BytesCounter, Counter, FrequencyKey};
 use crate::partition::{Element, Partition, Scalar, into_scalar, scalar_of};
 use crate::portable::{Level, Portable, Recipe, ReduceSpec};
 use crate::stage::{BagOp, FnName, RunFn, Stage, Stop, collect, drive, extend_fns, extend_label, feed_fn};
@@ -539,6 +541,30 @@ fn merge_counts<K: Eq + Hash>(parts: Vec<Vec<(K, usize)>>) -> Result<Vec<(K, usi
     Ok(counts.into_vec())
 }
 
+/// The part of `frequencies` over `String` records (`None` for any other
+/// type): counted in the table that keeps short strings inline (see
+/// [`crate::count`]), which is faster than a map of `String`s.
+fn string_frequencies<T: Element>(stage: &Stage<T>, args: &[Value]) -> Option<Result<Vec<(T, usize)>>> {
+    if TypeId::of::<T>() != TypeId::of::<String>() {
+        return None;
+    }
+    let mut counts = BytesCounter::<String>::default();
+    let run = drive(stage, args, &mut |x: T| {
+        // Always a `String` here: the check compiles away.
+        if let Some(s) = (&x as &dyn Any).downcast_ref::<String>() {
+            counts.add(s.as_str());
+        }
+        Ok(())
+    });
+    Some(run.and_then(|()| {
+        let counts: Box<dyn Any> = Box::new(counts.into_vec());
+        counts
+            .downcast::<Vec<(T, usize)>>()
+            .map(|c| *c)
+            .map_err(|_| Error::graph("string frequencies of a type that is not String"))
+    }))
+}
+
 /// The reduction behind [`Bag::frequencies`].
 pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Vec<(T, usize)>> {
     Reduction {
@@ -546,6 +572,9 @@ pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Ve
         token: Tokenizer::new().str("frequencies").finish(),
         fns: Vec::new(),
         part: Box::new(|stage, args| {
+            if let Some(counts) = string_frequencies::<T>(stage, args) {
+                return counts;
+            }
             let mut counts = OrderedMap::new();
             drive(stage, args, &mut |x| {
                 counts.upsert(x, 1, |c, n| *c += n);
@@ -560,12 +589,12 @@ pub(crate) fn frequencies_reduction<T: Element + Eq + Hash>() -> Reduction<T, Ve
 }
 
 /// The reduction behind [`Bag::frequencies_of`]: `keys` lends each
-/// record's keys; a key is copied only when a partition first sees it.
+/// record's keys, counted in the key type's table (see [`crate::count`]); a
+/// key is copied only when a partition first sees it.
 fn frequencies_of_reduction<T, Q, F>(keys: F) -> Reduction<T, Vec<(Q::Owned, usize)>>
 where
     T: Element,
-    Q: ?Sized + Hash + Eq + ToOwned,
-    Q::Owned: Element + Hash + Eq + Borrow<Q>,
+    Q: ?Sized + FrequencyKey,
     F: Fn(&T, &mut dyn FnMut(&Q)) + Send + Sync + 'static,
 {
     let mut tok = Tokenizer::new();
@@ -576,9 +605,9 @@ where
         token: tok.finish(),
         fns: vec![FnName::of::<F>()],
         part: Box::new(move |stage, args| {
-            let mut counts: OrderedMap<Q::Owned, usize> = OrderedMap::new();
+            let mut counts = Q::Counter::default();
             drive(stage, args, &mut |x: T| {
-                keys(&x, &mut |q: &Q| counts.upsert_borrowed(q, 1, |c, n| *c += n));
+                keys(&x, &mut |q: &Q| counts.add(q));
                 Ok(())
             })?;
             Ok(counts.into_vec())
@@ -838,7 +867,10 @@ impl<T: Element> Bag<T> {
     /// first-appearance order: the same as `flat_map` to owned keys then
     /// [`frequencies`](Self::frequencies), without an owned key (a `String`)
     /// per occurrence — within a partition a key is copied only the first
-    /// time it is seen. Word counts:
+    /// time it is seen. Keys may be any sized `Element + Hash + Eq` type, or
+    /// `str`, `[u8]` or `Path` (see [`FrequencyKey`]); `str` and `[u8]` keys
+    /// are counted in a table that keeps short keys inline ([`crate::count`]).
+    /// Word counts:
     ///
     /// ```no_run
     /// # fn main() -> blockwise_core::Result<()> {
@@ -857,8 +889,7 @@ impl<T: Element> Bag<T> {
     /// [`blockwise_core::ErrorKind::NotRegistered`] error).
     pub fn frequencies_of<Q, F>(&self, keys: F) -> Bag<(Q::Owned, usize)>
     where
-        Q: ?Sized + Hash + Eq + ToOwned,
-        Q::Owned: Element + Hash + Eq + Borrow<Q>,
+        Q: ?Sized + FrequencyKey,
         F: Fn(&T, &mut dyn FnMut(&Q)) + Send + Sync + 'static,
     {
         self.small_bag(frequencies_of_reduction(keys))

@@ -217,9 +217,21 @@ proptest! {
         let expected = first_appearance_counts(&words);
         let owned = b.flat_map(|l: String| l.split_ascii_whitespace().map(str::to_string).collect::<Vec<_>>());
         let borrowed = b.frequencies_of(|l: &String, emit: &mut dyn FnMut(&str)| l.split_ascii_whitespace().for_each(emit));
+        // Byte-string keys, and sized keys lent by reference, count the same.
+        let bytes = b.frequencies_of(|l: &String, emit: &mut dyn FnMut(&[u8])| {
+            l.as_bytes().split(|c| *c == b' ').filter(|w| !w.is_empty()).for_each(emit)
+        });
+        let expected_bytes: Vec<(Vec<u8>, usize)> =
+            expected.iter().map(|(w, n)| (w.as_bytes().to_vec(), *n)).collect();
+        let lengths = b.frequencies_of(|l: &String, emit: &mut dyn FnMut(&usize)| {
+            l.split_ascii_whitespace().for_each(|w| emit(&w.len()))
+        });
+        let expected_lengths = first_appearance_counts(&words.iter().map(String::len).collect::<Vec<_>>());
         for opts in executors() {
             prop_assert_eq!(borrowed.compute_with(opts.clone()).unwrap(), expected.clone());
             prop_assert_eq!(owned.frequencies().compute_with(opts.clone()).unwrap(), expected.clone());
+            prop_assert_eq!(bytes.compute_with(opts.clone()).unwrap(), expected_bytes.clone());
+            prop_assert_eq!(lengths.compute_with(opts.clone()).unwrap(), expected_lengths.clone());
         }
     }
 

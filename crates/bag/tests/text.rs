@@ -232,6 +232,68 @@ fn json_lines_in_blocks_typed_and_as_values() {
     }
 }
 
+#[test]
+fn json_lines_parse_as_serde_json_parses_each_line() {
+    // Lines the fast path parses and lines it leaves to serde_json (escapes,
+    // floats, integers beyond 64 bits, `-0`), mixed in one file: every
+    // record is what serde_json makes of its line.
+    let lines = [
+        r#"{"id":1,"name":"plain","amount":5,"transactions":[]}"#,
+        r#"{"id":2,"name":"tab\there \"quoted\" \u00e9","amount":-5,"transactions":[{"amount":4,"date":"2026-12-07"}]}"#,
+        r#"{"x":0.1,"y":-0,"z":1e300,"u":2.5e-3,"w":123456789012345678901234567890,"v":-9223372036854775808}"#,
+        r#"{"nested":{"deep":[[1],[2,[3,{"k":"ü"}]]]},"t":true,"f":false,"n":null}"#,
+        r#"  [1, 2.5, "three", {"four": 4}]  "#,
+    ];
+    let dir = TempDir::new("jsonmix");
+    write_plain(&dir.path("mix.jsonl"), lines.join("\n").as_bytes());
+    let expected: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let values = bag::read_json_lines::<serde_json::Value>(dir.pattern("*.jsonl")).unwrap();
+    for o in executors() {
+        let got = values.compute_with(o).unwrap();
+        assert_eq!(got, expected);
+        // Floats bit for bit (equal `Value`s could still print differently).
+        let printed: Vec<String> = got.iter().map(|v| v.to_string()).collect();
+        assert_eq!(printed, expected.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+    }
+    let typed = bag::read_json_lines::<Account>(dir.path("mix.jsonl")).unwrap();
+    let first = typed.take(2).unwrap();
+    assert_eq!(first[1].name, "tab\there \"quoted\" é");
+    assert_eq!(first[1].transactions[0].amount, 4);
+    let err = typed.compute().unwrap_err();
+    assert!(err.to_string().contains("mix.jsonl, line 3"), "{err}");
+}
+
+#[test]
+fn a_record_error_is_serde_jsons_message_at_its_column() {
+    let dir = TempDir::new("jsonerr");
+    let path = dir.path("e.json");
+    let good = r#"{"id":1,"name":"a","amount":2,"transactions":[]}"#;
+    let cases = [
+        r#"{"id":1,"name":"a","amount":2}"#,
+        r#"{"id":1,"name":"a","amount":2.5,"transactions":[]}"#,
+        r#"{"id":1,"name":"a","amount":2,"transactions":[],"id":3}"#,
+        r#"  {"id":1,"name":"a","amount":2,"transactions":[]} trailing"#,
+        r#"{"id":-1,"name":"a","amount":2,"transactions":[]}"#,
+    ];
+    for bad in cases {
+        write_plain(&path, format!("{good}\n{bad}\n").as_bytes());
+        let e = serde_json::from_str::<Account>(bad.trim()).unwrap_err();
+        let indent = bad.len() - bad.trim_start().len();
+        let message = e.to_string();
+        let message = message
+            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+            .unwrap_or(&message)
+            .to_string();
+        let expected = format!(
+            "{}, line 2, column {}: not a valid Account: {message}",
+            path.display(),
+            e.column() + indent
+        );
+        let err = bag::read_json_lines::<Account>(&path).unwrap().compute().unwrap_err();
+        assert!(err.to_string().contains(&expected), "{err}\nexpected: {expected}");
+    }
+}
+
 /// Ten accounts, one per line, with line 8 broken.
 fn with_bad_line_8() -> String {
     let mut lines: Vec<String> = accounts(10, 3)
