@@ -8,9 +8,14 @@
 //!   interleaved xoshiro256++ streams filled a row at a time with SIMD) and
 //!   adds them into column sums, with no graph, no blocks in memory and no
 //!   allocation per block: the limit of the machine for this workload.
+//!   blockwise runs its ordinary graph; the array crate fuses the mean's
+//!   chunk stage with the random blocks it reads (`blockwise_array::stream`),
+//!   so it too draws strips into the L1 cache and never stores a block.
 //! - `array-sum-zarr`: the sum of a float64 Zarr v3 store (default 40,000 ×
 //!   50,000, chunks 2,500 × 5,000, uncompressed: 16 GB), written by the bench
-//!   into `--dir` unless a store of that shape is already there.
+//!   into `--dir` unless a store of that shape is already there. The sum
+//!   reads each uncompressed chunk file in pieces and folds them as they
+//!   arrive (a fused reduction), with no buffer of a whole chunk.
 //! - `matmul`: `a @ b` for uniform random `n × n` float64 arrays in
 //!   `chunk × chunk` blocks; `result` is the sum of the product's elements.
 //!

@@ -97,12 +97,54 @@ pub(crate) enum Fill<T: Element> {
     Eye { k: i64 },
 }
 
+impl<T: Number> Fill<T> {
+    /// Writes the elements of a block at row-major positions `start..start +
+    /// out.len()`: a whole block, or a strip of it for a reduction that never
+    /// stores the block (see [`crate::stream`]).
+    pub(crate) fn fill_strip(&self, info: &BlockInfo, start: usize, out: &mut [T]) {
+        match self {
+            Fill::Constant(c) => out.fill(*c),
+            Fill::Arange { start: first, step } => {
+                let o = info.offset[0] + start;
+                for (k, x) in out.iter_mut().enumerate() {
+                    *x = first.add(step.mul(T::from_usize(o + k)));
+                }
+            }
+            Fill::Linspace {
+                start: first,
+                step,
+                num,
+                stop,
+                endpoint,
+            } => {
+                let o = info.offset[0] + start;
+                for (k, x) in out.iter_mut().enumerate() {
+                    let at = o + k;
+                    *x = if *endpoint && at + 1 == *num {
+                        T::from_f64(*stop)
+                    } else {
+                        T::from_f64(first + at as f64 * step)
+                    };
+                }
+            }
+            Fill::Eye { k } => {
+                let (r0, c0) = (info.offset[0] as i64, info.offset[1] as i64);
+                let cols = info.shape[1].max(1);
+                for (p, x) in (start..).zip(out.iter_mut()) {
+                    let (i, j) = ((p / cols) as i64, (p % cols) as i64);
+                    *x = if c0 + j - (r0 + i) == *k { T::one() } else { T::zero() };
+                }
+            }
+        }
+    }
+}
+
 /// Builds one block of a generated array from its block index.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub(crate) struct Generate<T: Element> {
-    chunks: Chunks,
-    fill: Fill<T>,
+    pub(crate) chunks: Chunks,
+    pub(crate) fill: Fill<T>,
 }
 
 impl<T: Number> Kernel for Generate<T> {
@@ -115,36 +157,10 @@ impl<T: Number> Kernel for Generate<T> {
         let shape = IxDyn(&info.shape);
         let block = match &self.fill {
             Fill::Constant(c) => ArrayD::from_elem(shape, *c),
-            Fill::Arange { start, step } => {
-                let o = info.offset[0];
-                ArrayD::from_shape_fn(shape, |i| start.add(step.mul(T::from_usize(o + i[0]))))
-            }
-            Fill::Linspace {
-                start,
-                step,
-                num,
-                stop,
-                endpoint,
-            } => {
-                let o = info.offset[0];
-                ArrayD::from_shape_fn(shape, |i| {
-                    let at = o + i[0];
-                    if *endpoint && at + 1 == *num {
-                        T::from_f64(*stop)
-                    } else {
-                        T::from_f64(start + at as f64 * step)
-                    }
-                })
-            }
-            Fill::Eye { k } => {
-                let (r0, c0) = (info.offset[0] as i64, info.offset[1] as i64);
-                ArrayD::from_shape_fn(shape, |i| {
-                    if c0 + i[1] as i64 - (r0 + i[0] as i64) == *k {
-                        T::one()
-                    } else {
-                        T::zero()
-                    }
-                })
+            fill => {
+                let mut data = vec![T::zero(); info.shape.iter().product()];
+                fill.fill_strip(&info, 0, &mut data);
+                ArrayD::from_shape_vec(shape, data).map_err(|e| Error::graph(e.to_string()))?
             }
         };
         Ok(value(block))
@@ -162,8 +178,8 @@ for_each_number!(reg_generate);
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub(crate) struct Constant<T: Element> {
-    chunks: Chunks,
-    value: T,
+    pub(crate) chunks: Chunks,
+    pub(crate) value: T,
 }
 
 impl<T: Element> Kernel for Constant<T> {

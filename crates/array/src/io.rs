@@ -585,8 +585,8 @@ fn subset_of(info: &BlockInfo) -> zarrs::array::ArraySubset {
 /// Reads one block of a Zarr array.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ZarrRead<T> {
-    path: PathBuf,
-    chunks: Chunks,
+    pub(crate) path: PathBuf,
+    pub(crate) chunks: Chunks,
     #[serde(skip)]
     _type: std::marker::PhantomData<fn() -> T>,
 }
@@ -599,6 +599,14 @@ impl<T: ZarrElement> Kernel for ZarrRead<T> {
     fn call(&self, args: &[Value]) -> Result<Value> {
         let info = BlockInfo::from_args(&self.chunks, args)?;
         let z = open_zarr(&self.path)?;
+        if let Some(mut plain) = PlainBlock::<T>::open(&z, &self.path, &info)? {
+            // One allocation, filled from the page cache through a small buffer.
+            let mut data = vec![T::default(); info.shape.iter().product()];
+            plain.fill(&mut data)?;
+            return ArrayD::from_shape_vec(IxDyn(&info.shape), data)
+                .map(value)
+                .map_err(|e| Error::graph(e.to_string()));
+        }
         let block: ArrayD<T> = z.retrieve_array_subset::<ArrayD<T>>(&subset_of(&info)).map_err(|e| {
             Error::codec(format!(
                 "Zarr store {}: block {:?}: {e}",
@@ -607,6 +615,164 @@ impl<T: ZarrElement> Kernel for ZarrRead<T> {
             ))
         })?;
         Ok(value(block))
+    }
+}
+
+impl<T: ZarrElement> ZarrRead<T> {
+    /// The block at `info` as a reader of row-major strips, when it lies in
+    /// one uncompressed chunk file (see [`PlainBlock`]).
+    pub(crate) fn plain_block(&self, info: &BlockInfo) -> Result<Option<PlainBlock<T>>> {
+        let z = open_zarr(&self.path)?;
+        PlainBlock::open(&z, &self.path, info)
+    }
+}
+
+/// Bytes read from a chunk file per positioned read: large enough that the
+/// system call costs little, small enough to stay in the L2 cache.
+const READ_PIECE: usize = 512 << 10;
+
+/// A block that lies in one uncompressed chunk file — the `bytes` codec
+/// alone, little-endian, no storage transformer, a regular chunk grid — read
+/// in row-major order with positioned reads into a small buffer and decoded
+/// from there: no buffer of the whole chunk (zarrs decodes a chunk into one,
+/// then copies the block out of it). Stores that are compressed, sharded or
+/// otherwise encoded, blocks across chunks and chunks never written (the
+/// fill value) are left to zarrs.
+pub(crate) struct PlainBlock<T> {
+    file: File,
+    path: PathBuf,
+    /// Each row-major run of the block: byte offset in the file, elements.
+    runs: Vec<(u64, usize)>,
+    /// The run being read, and how many of its elements were read.
+    run: usize,
+    done: usize,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already decoded.
+    at: usize,
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+/// Whether a codec list is the `bytes` codec alone, little-endian (or with
+/// no endianness, as for one-byte types).
+fn plain_codecs(codecs: &serde_json::Value) -> bool {
+    let [codec] = codecs.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        return false;
+    };
+    if codec.as_str() == Some("bytes") {
+        return true;
+    }
+    codec["name"] == "bytes"
+        && match codec.get("configuration") {
+            None | Some(serde_json::Value::Null) => true,
+            Some(c) => c.get("endian").is_none_or(|e| e == "little"),
+        }
+}
+
+impl<T: Element> PlainBlock<T> {
+    /// The reader of `info`'s block, or `None` when zarrs must decode it.
+    fn open(z: &ZarrArray, path: &Path, info: &BlockInfo) -> Result<Option<Self>> {
+        let zarrs::array::ArrayMetadata::V3(m) = z.metadata() else {
+            return Ok(None);
+        };
+        if !m.storage_transformers.is_empty() || info.shape.contains(&0) {
+            return Ok(None);
+        }
+        let codecs = serde_json::to_value(&m.codecs).unwrap_or_default();
+        let grid = serde_json::to_value(&m.chunk_grid).unwrap_or_default();
+        if !plain_codecs(&codecs) || grid["name"] != "regular" {
+            return Ok(None);
+        }
+        let Some(chunk_shape) = grid["configuration"]["chunk_shape"].as_array().and_then(|a| {
+            a.iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<Vec<_>>>()
+        }) else {
+            return Ok(None);
+        };
+        if chunk_shape.len() != info.shape.len() || chunk_shape.contains(&0) {
+            return Ok(None);
+        }
+        let chunk: Vec<u64> = info
+            .offset
+            .iter()
+            .zip(&chunk_shape)
+            .map(|(&o, &c)| (o / c) as u64)
+            .collect();
+        let within: Vec<usize> = info.offset.iter().zip(&chunk_shape).map(|(&o, &c)| o % c).collect();
+        if within
+            .iter()
+            .zip(&info.shape)
+            .zip(&chunk_shape)
+            .any(|((&w, &s), &c)| w + s > c)
+        {
+            return Ok(None);
+        }
+        let key = z.chunk_key(&chunk);
+        let file_path = path.join(key.as_str().trim_start_matches('/'));
+        let file = match File::open(&file_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&file_path, "cannot open", e)),
+        };
+        let len = file.metadata().map_err(|e| io_err(&file_path, "cannot read", e))?.len();
+        if len != (chunk_shape.iter().product::<usize>() * T::SIZE) as u64 {
+            // Not a plain chunk after all: zarrs says what is wrong with it.
+            return Ok(None);
+        }
+        let runs = block_runs(&chunk_shape, &within, &info.shape)
+            .into_iter()
+            .map(|(flat, n)| ((flat * T::SIZE) as u64, n))
+            .collect();
+        Ok(Some(PlainBlock {
+            file,
+            path: file_path,
+            runs,
+            run: 0,
+            done: 0,
+            buf: Vec::new(),
+            at: 0,
+            _type: std::marker::PhantomData,
+        }))
+    }
+
+    /// Reads the next piece of the block into the buffer.
+    fn refill(&mut self) -> Result<()> {
+        while self.run < self.runs.len() && self.done == self.runs[self.run].1 {
+            self.run += 1;
+            self.done = 0;
+        }
+        let Some(&(offset, len)) = self.runs.get(self.run) else {
+            return Err(Error::graph(format!(
+                "{}: a block reader was asked for more elements than the block has",
+                self.path.display()
+            )));
+        };
+        let n = (len - self.done).min((READ_PIECE / T::SIZE).max(1));
+        self.buf.resize(n * T::SIZE, 0);
+        self.file
+            .read_exact_at(&mut self.buf, offset + (self.done * T::SIZE) as u64)
+            .map_err(|e| io_err(&self.path, "cannot read", e))?;
+        self.done += n;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// Writes the block's next `out.len()` elements (row-major order).
+    pub(crate) fn fill(&mut self, out: &mut [T]) -> Result<()> {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.at == self.buf.len() {
+                self.refill()?;
+            }
+            let k = ((self.buf.len() - self.at) / T::SIZE).min(out.len() - filled);
+            let bytes = &self.buf[self.at..self.at + k * T::SIZE];
+            for (o, b) in out[filled..filled + k].iter_mut().zip(bytes.chunks_exact(T::SIZE)) {
+                *o = T::read_le(b).map_err(|e| Error::codec(format!("{}: {e}", self.path.display())))?;
+            }
+            self.at += k * T::SIZE;
+            filled += k;
+        }
+        Ok(())
     }
 }
 

@@ -36,7 +36,8 @@
 //!
 //! Modules: [`chunks`] (chunk specs), [`creation`] and [`random`], [`element`]
 //! (the six element types and casting), [`elementwise`], [`reduce`],
-//! [`shape`] (slicing, rechunk, reshape, joins), [`user`] (`map_blocks`,
+//! [`shape`] (slicing, rechunk, reshape, joins), [`stream`] (reductions fused
+//! with the producers of their blocks), [`user`] (`map_blocks`,
 //! `blockwise`, `map_overlap`), [`io`] (`.npy`, `.npy` stacks, Zarr v3) and
 //! [`linalg`] (blocked matmul/tensordot, TSQR, SVD, least squares, Cholesky,
 //! solve, with `faer`).
@@ -52,6 +53,7 @@ pub mod linalg;
 pub mod random;
 pub mod reduce;
 pub mod shape;
+pub mod stream;
 pub mod user;
 
 pub use array::{Array, TryCompute};

@@ -5,8 +5,9 @@
 //! from the user's seed and the block's index (hashed together with XXH3);
 //! lane `l` is the block's first stream advanced by `l` jumps of 2¹²⁸ steps,
 //! so the lanes never overlap. Sixteen independent streams let the compiler
-//! step them side by side in SIMD registers (AVX2 when the CPU has it,
-//! chosen at run time), several times faster than one stream. The integer
+//! step them side by side in SIMD registers (AVX-512, whose 64-bit vector
+//! rotates xoshiro needs, or AVX2, whichever the CPU has, chosen at run
+//! time), several times faster than one stream. The integer
 //! arithmetic is the same on every CPU, so the numbers are too.
 //!
 //! A block's numbers therefore depend only on `(seed, block index, block
@@ -27,8 +28,8 @@
 //! ```
 
 use blockwise_core::{Error, Result, Value};
-use faer::traits::pulp::{Arch, Simd, WithSimd};
 use ndarray::{ArrayD, IxDyn};
+use pulp::{Arch, Simd, WithSimd};
 use serde::{Deserialize, Serialize};
 
 use crate::array::{Array, blockwise_layer};
@@ -66,9 +67,9 @@ pub enum Distribution {
 /// Draws one block.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Random<T> {
-    chunks: Chunks,
-    seed: u64,
-    dist: Distribution,
+    pub(crate) chunks: Chunks,
+    pub(crate) seed: u64,
+    pub(crate) dist: Distribution,
     #[serde(skip)]
     _type: std::marker::PhantomData<fn() -> T>,
 }
@@ -273,7 +274,7 @@ impl BlockRng {
 }
 
 /// `fill_uniform` as an operation that `pulp` runs with the best
-/// instruction set of the CPU (AVX2 on most x86-64): `with_simd` and
+/// instruction set of the CPU (AVX-512 or AVX2 on x86-64): `with_simd` and
 /// everything it calls are inlined into a function compiled for it.
 struct FillUniform<'a> {
     rng: &'a mut BlockRng,
@@ -340,24 +341,99 @@ pub fn block_rng(seed: u64, index: &[usize]) -> BlockRng {
 pub(crate) fn draw<T: Number>(rng: &mut BlockRng, dist: Distribution, n: usize) -> Vec<T> {
     match dist {
         Distribution::Uniform { low, high } => rng.uniform_vec(n, low, high - low),
-        Distribution::Normal { mean, std } => {
-            let mut out = Vec::with_capacity(n);
-            // Box–Muller, both outputs used.
-            while out.len() < n {
-                let u1 = 1.0 - rng.next_uniform();
-                let u2 = rng.next_uniform();
-                let r = (-2.0 * u1.ln()).sqrt();
-                let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
-                out.push(T::from_f64(mean + std * r * c));
-                if out.len() < n {
-                    out.push(T::from_f64(mean + std * r * s));
-                }
-            }
+        Distribution::Normal { .. } | Distribution::Integers { .. } => {
+            let mut out = vec![T::zero(); n];
+            let mut draws = Draws::new(rng.clone(), dist);
+            draws.fill(&mut out);
+            *rng = draws.rng;
             out
         }
-        Distribution::Integers { low, high } => (0..n)
-            .map(|_| T::from_f64(rng.next_in_range(low, high) as f64))
-            .collect(),
+    }
+}
+
+/// The numbers of one block drawn a piece at a time: the block's sequence
+/// whatever the sizes of the pieces (what [`draw`] gives in one go), so a
+/// reduction can draw a strip into a buffer that stays in the L1 cache and
+/// fold it at once instead of storing the block (see [`crate::stream`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Draws {
+    rng: BlockRng,
+    dist: Distribution,
+    /// Box–Muller's second number, drawn with the first and not given out yet.
+    spare: Option<f64>,
+}
+
+impl Draws {
+    /// The draws of `dist` from `rng`, from its current position.
+    pub(crate) fn new(rng: BlockRng, dist: Distribution) -> Self {
+        Draws { rng, dist, spare: None }
+    }
+
+    /// Writes the next `out.len()` numbers.
+    pub(crate) fn fill<T: Number>(&mut self, out: &mut [T]) {
+        let rng = &mut self.rng;
+        match self.dist {
+            Distribution::Uniform { low, high } => {
+                Arch::new().dispatch(FillNumbers {
+                    rng,
+                    out,
+                    low,
+                    span: high - low,
+                });
+            }
+            Distribution::Normal { mean, std } => {
+                // Box–Muller, both outputs used: the second is the next number.
+                for o in out {
+                    if let Some(s) = self.spare.take() {
+                        *o = T::from_f64(s);
+                        continue;
+                    }
+                    let u1 = 1.0 - rng.next_uniform();
+                    let u2 = rng.next_uniform();
+                    let r = (-2.0 * u1.ln()).sqrt();
+                    let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+                    *o = T::from_f64(mean + std * r * c);
+                    self.spare = Some(mean + std * r * s);
+                }
+            }
+            Distribution::Integers { low, high } => {
+                for o in out {
+                    *o = T::from_f64(rng.next_in_range(low, high) as f64);
+                }
+            }
+        }
+    }
+}
+
+/// Uniform numbers converted to `T` into a slice, as a `pulp` operation
+/// (see [`FillUniform`]): the same numbers as [`UniformVec`].
+struct FillNumbers<'a, T> {
+    rng: &'a mut BlockRng,
+    out: &'a mut [T],
+    low: f64,
+    span: f64,
+}
+
+impl<T: Number> WithSimd for FillNumbers<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        const PIECE: usize = 16 * LANES;
+        let FillNumbers { rng, out, low, span } = self;
+        let mut piece = [0.0f64; PIECE];
+        for part in out.chunks_mut(PIECE) {
+            let k = part.len();
+            rng.fill_uniform_inline(&mut piece[..k]);
+            if low == 0.0 && span == 1.0 {
+                for (o, &u) in part.iter_mut().zip(&piece[..k]) {
+                    *o = T::from_f64(u);
+                }
+            } else {
+                for (o, &u) in part.iter_mut().zip(&piece[..k]) {
+                    *o = T::from_f64(low + span * u);
+                }
+            }
+        }
     }
 }
 

@@ -4,9 +4,12 @@
 //! A reduction runs in three stages, as Dask's `reduction`:
 //!
 //! 1. **chunk**: every block is reduced over the reduction axes, keeping
-//!    them as length-1 axes, into a *partial* (one generated layer, so it
-//!    fuses with whatever produced the block: a random block is drawn,
-//!    reduced and dropped without ever being stored);
+//!    them as length-1 axes, into a *partial* (one generated layer). When the
+//!    block comes from a producer that can stream it (random, constants,
+//!    ranges, an uncompressed Zarr chunk) and nothing else reads it, the
+//!    graph handed to the scheduler does both in one task that folds strips
+//!    as they are drawn or read, never storing the block
+//!    ([`crate::stream`]);
 //! 2. **combine**: partials are merged in groups of `split_every` (per axis
 //!    `split_every^(1/k)` for `k` reduced axes, at least 2) until one group
 //!    is left along every reduced axis;
@@ -157,18 +160,23 @@ pub(crate) enum Stage {
 /// A tree-reduction task over numbers.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Reduce<T> {
-    red: Red,
-    skipna: bool,
-    axes: Vec<usize>,
+    pub(crate) red: Red,
+    pub(crate) skipna: bool,
+    pub(crate) axes: Vec<usize>,
     /// For arg reductions over every axis: the flat index is global.
-    flat: bool,
-    stage: Stage,
+    pub(crate) flat: bool,
+    pub(crate) stage: Stage,
     #[serde(skip)]
-    _type: std::marker::PhantomData<fn() -> T>,
+    pub(crate) _type: std::marker::PhantomData<fn() -> T>,
 }
 
 /// Folds `a` over `axes` with an op on its own element type, keeping axes.
-fn fold_same<A: Clone>(a: ArrayViewD<'_, A>, axes: &[usize], init: A, f: impl Fn(A, A) -> A + Copy) -> ArrayD<A> {
+pub(crate) fn fold_same<A: Clone>(
+    a: ArrayViewD<'_, A>,
+    axes: &[usize],
+    init: A,
+    f: impl Fn(A, A) -> A + Copy,
+) -> ArrayD<A> {
     let mut axes = axes.to_vec();
     axes.sort_unstable();
     axes.dedup();
@@ -256,7 +264,7 @@ fn drop_axes<A>(mut a: ArrayD<A>, axes: &[usize]) -> ArrayD<A> {
     a
 }
 
-fn nan_aware_min<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
+pub(crate) fn nan_aware_min<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
     move |a: T, b: T| {
         if skipna {
             if a.is_nan_value() {
@@ -272,7 +280,7 @@ fn nan_aware_min<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
     }
 }
 
-fn nan_aware_max<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
+pub(crate) fn nan_aware_max<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
     move |a: T, b: T| {
         if skipna {
             if a.is_nan_value() {

@@ -12,4 +12,5 @@ mod io;
 mod linalg;
 mod reductions;
 mod shape;
+mod stream;
 mod user;
