@@ -11,79 +11,19 @@
 
 use std::path::PathBuf;
 
-use blockwise_bag::{ReadOptions, read_json_lines_with, register_element};
+use blockwise_bag::{ReadOptions, read_json_lines_with};
 use blockwise_core::ErrorKind;
 use blockwise_distributed::LocalCluster;
 use blockwise_local::{Compute, Scheduler};
-use serde::{Deserialize, Serialize};
 
-/// What `#[task(crate = …)]` reaches generated code through (this crate
-/// cannot depend on the facade, which depends on it).
-#[allow(
-    clippy::single_component_path_imports,
-    reason = "the re-export is the point: generated code reaches it as `crate::shim::blockwise_core`"
-)]
-mod shim {
-    pub(crate) use blockwise_core;
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Account {
-    id: u64,
-    name: String,
-    amount: i64,
-}
-
-register_element!(Account);
-
-#[blockwise_macros::task(crate = crate::shim)]
-fn positive(account: &Account) -> bool {
-    account.amount > 0
-}
-
-#[blockwise_macros::task(crate = crate::shim)]
-fn name_of(account: Account) -> String {
-    account.name
-}
-
-#[blockwise_macros::task(crate = crate::shim)]
-fn count_of(pair: &(String, usize)) -> usize {
-    pair.1
-}
-
-const NAMES: [&str; 7] = ["Alice", "Bob", "Charlie", "Dan", "Edith", "Frank", "Gert"];
+mod common;
+use common::{Account, count_of, expected_top, name_of, positive, write_accounts};
 
 /// Accounts in four JSON-lines files, in a fresh directory.
 fn accounts(tag: &str) -> (Vec<Account>, PathBuf) {
-    let accounts: Vec<Account> = (0..4000u64)
-        .map(|i| Account {
-            id: i,
-            name: NAMES[((i * 3 + i / 5 + i * i / 13) % 7) as usize].to_string(),
-            amount: ((i * 7919) % 301) as i64 - 120,
-        })
-        .collect();
-    let dir = std::env::temp_dir().join(format!("blockwise-bag-cluster-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (k, chunk) in accounts.chunks(1000).enumerate() {
-        let text: String = chunk.iter().map(|a| serde_json::to_string(a).unwrap() + "\n").collect();
-        std::fs::write(dir.join(format!("accounts.{k}.json")), text).unwrap();
-    }
+    let accounts = common::accounts(4000, (3, 5, 13, 301));
+    let dir = write_accounts(&format!("blockwise-bag-cluster-{tag}"), &accounts, &[]);
     (accounts, dir)
-}
-
-/// Frequencies in first-appearance order, then the `k` largest counts,
-/// earlier first among equal counts: the pipeline run sequentially.
-fn expected_top(accounts: &[Account], k: usize) -> Vec<(String, usize)> {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for a in accounts.iter().filter(|a| a.amount > 0) {
-        match counts.iter_mut().find(|(n, _)| *n == a.name) {
-            Some((_, c)) => *c += 1,
-            None => counts.push((a.name.clone(), 1)),
-        }
-    }
-    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    counts.truncate(k);
-    counts
 }
 
 fn registered_pipeline_runs_on_the_cluster(cluster: &LocalCluster) -> Result<(), String> {
@@ -143,8 +83,6 @@ fn closure_is_refused_naming_it_and_the_fix(cluster: &LocalCluster) -> Result<()
     }
 }
 
-type Check = fn(&LocalCluster) -> Result<(), String>;
-
 fn main() {
     blockwise_distributed::serve_if_worker();
     let cluster = match LocalCluster::new(2, 2) {
@@ -154,7 +92,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Check); 2] = [
+    let checks: [common::Check<LocalCluster>; 2] = [
         (
             "registered_pipeline_runs_on_the_cluster",
             registered_pipeline_runs_on_the_cluster,
@@ -164,22 +102,9 @@ fn main() {
             closure_is_refused_naming_it_and_the_fix,
         ),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        match test(&cluster) {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(e) => {
-                println!("test {name} ... FAILED\n{e}");
-                failed += 1;
-            }
-        }
-    }
+    let passed = common::run_checks(&cluster, &checks);
     drop(cluster);
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
+    if !passed {
         std::process::exit(1);
     }
 }

@@ -11,32 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blockwise_bag::{
-    ReadOptions, from_sequence, read_json_lines, read_json_lines_with, read_text, read_text_with, register_element,
-};
+use blockwise_bag::{ReadOptions, from_sequence, read_json_lines, read_json_lines_with, read_text, read_text_with};
 use blockwise_core::ErrorKind;
 use blockwise_local::process::ChildProcess;
 use blockwise_local::{Compute, Scheduler};
 use serde::{Deserialize, Serialize};
 
-/// What `#[task(crate = …)]` reaches generated code through (this crate
-/// cannot depend on the facade, which depends on it).
-#[allow(
-    clippy::single_component_path_imports,
-    reason = "the re-export is the point: generated code reaches it as `crate::shim::blockwise_core`"
-)]
-mod shim {
-    pub(crate) use blockwise_core;
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Account {
-    id: u64,
-    name: String,
-    amount: i64,
-}
-
-register_element!(Account);
+mod common;
+use common::{Account, NAMES, count_of, expected_top, name_of, positive, write_accounts};
 
 /// A record type nobody registered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,38 +26,23 @@ struct Unlisted {
     name: String,
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
-fn positive(account: &Account) -> bool {
-    account.amount > 0
-}
-
-#[blockwise_macros::task(crate = crate::shim)]
-fn name_of(account: Account) -> String {
-    account.name
-}
-
-#[blockwise_macros::task(crate = crate::shim)]
-fn count_of(pair: &(String, usize)) -> usize {
-    pair.1
-}
-
 #[allow(clippy::ptr_arg, reason = "a filter of a `Bag<String>` takes `&String`")]
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn mentions_alice(line: &String) -> bool {
     line.contains("Alice")
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn tens(x: u64) -> u64 {
     x / 10
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn unlisted(account: Account) -> Unlisted {
     Unlisted { name: account.name }
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn words(line: String) -> Vec<String> {
     line.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -83,42 +50,21 @@ fn words(line: String) -> Vec<String> {
         .collect()
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn debt(account: Account) -> Option<i64> {
     (account.amount < 0).then_some(-account.amount)
 }
 
-#[blockwise_macros::task(crate = crate::shim)]
+#[blockwise_macros::task(crate = crate::common::shim)]
 fn minus_one(count: &(String, usize)) -> usize {
     count.1.wrapping_sub(1)
 }
 
-const NAMES: [&str; 7] = ["Alice", "Bob", "Charlie", "Dan", "Edith", "Frank", "Gert"];
-
 /// The accounts, and a directory of JSON-lines files holding them (three
 /// files, one of them gzip).
 fn accounts() -> (Vec<Account>, PathBuf) {
-    let accounts: Vec<Account> = (0..3000u64)
-        .map(|i| Account {
-            id: i,
-            name: NAMES[((i * 5 + i / 7 + i * i / 11) % 7) as usize].to_string(),
-            amount: ((i * 7919) % 201) as i64 - 80,
-        })
-        .collect();
-    let dir = std::env::temp_dir().join(format!("blockwise-bag-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for (k, chunk) in accounts.chunks(1000).enumerate() {
-        let text: String = chunk.iter().map(|a| serde_json::to_string(a).unwrap() + "\n").collect();
-        if k == 2 {
-            use std::io::Write;
-            let file = std::fs::File::create(dir.join(format!("accounts.{k}.json.gz"))).unwrap();
-            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-            gz.write_all(text.as_bytes()).unwrap();
-            gz.finish().unwrap();
-        } else {
-            std::fs::write(dir.join(format!("accounts.{k}.json")), text).unwrap();
-        }
-    }
+    let accounts = common::accounts(3000, (5, 7, 11, 201));
+    let dir = write_accounts("blockwise-bag-worker", &accounts, &[2]);
     (accounts, dir)
 }
 
@@ -133,21 +79,6 @@ fn child() -> Scheduler {
 /// Small blocks: many partitions, so the reductions have combine levels.
 fn small_blocks() -> ReadOptions {
     ReadOptions::new().blocksize(4096)
-}
-
-/// The example, sequentially: frequencies in first-appearance order,
-/// then the `k` largest counts, earlier first among equal counts.
-fn expected_top(accounts: &[Account], k: usize) -> Vec<(String, usize)> {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for a in accounts.iter().filter(|a| a.amount > 0) {
-        match counts.iter_mut().find(|(n, _)| *n == a.name) {
-            Some((_, c)) => *c += 1,
-            None => counts.push((a.name.clone(), 1)),
-        }
-    }
-    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    counts.truncate(k);
-    counts
 }
 
 fn json_pipeline_runs_in_a_child() -> Result<(), String> {
@@ -315,42 +246,27 @@ fn step_without_description_is_named() -> Result<(), String> {
     }
 }
 
-type Check = fn() -> Result<(), String>;
-
 fn main() {
     blockwise_local::process::serve_if_worker();
-    let tests: [(&str, Check); 6] = [
-        ("json_pipeline_runs_in_a_child", json_pipeline_runs_in_a_child),
-        ("counts_and_distinct_run_in_a_child", counts_and_distinct_run_in_a_child),
-        (
-            "unregistered_closure_is_refused_with_the_fix",
-            unregistered_closure_is_refused_with_the_fix,
-        ),
-        (
-            "unregistered_record_type_names_register_element",
-            unregistered_record_type_names_register_element,
-        ),
-        (
-            "word_count_and_filter_map_run_in_a_child",
-            word_count_and_filter_map_run_in_a_child,
-        ),
-        ("step_without_description_is_named", step_without_description_is_named),
+    let checks: [common::Check<()>; 6] = [
+        ("json_pipeline_runs_in_a_child", |_| json_pipeline_runs_in_a_child()),
+        ("counts_and_distinct_run_in_a_child", |_| {
+            counts_and_distinct_run_in_a_child()
+        }),
+        ("unregistered_closure_is_refused_with_the_fix", |_| {
+            unregistered_closure_is_refused_with_the_fix()
+        }),
+        ("unregistered_record_type_names_register_element", |_| {
+            unregistered_record_type_names_register_element()
+        }),
+        ("word_count_and_filter_map_run_in_a_child", |_| {
+            word_count_and_filter_map_run_in_a_child()
+        }),
+        ("step_without_description_is_named", |_| {
+            step_without_description_is_named()
+        }),
     ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        match test() {
-            Ok(()) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Err(e) => {
-                println!("test {name} ... FAILED\n{e}");
-                failed += 1;
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
+    if !common::run_checks(&(), &checks) {
         std::process::exit(1);
     }
 }
