@@ -25,26 +25,28 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import base_record, close, count, emit, fail, status_bytes, timer, versions  # noqa: E402
+from common import base_record, close, count, dask_scheduler, emit, fail, status_bytes, timer, versions  # noqa: E402
 
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workload", choices=["array-mean", "array-sum-zarr", "matmul"])
     ap.add_argument("--system", choices=["dask", "numpy"], default="dask")
-    ap.add_argument("--scheduler", default="threads", choices=["threads"])
+    ap.add_argument("--scheduler", default="threads", choices=["threads", "distributed"])
     ap.add_argument("--n", type=count)
     ap.add_argument("--chunk", type=count, default=1000)
     ap.add_argument("--seed", type=count, default=42)
     ap.add_argument("--dir", default="/tmp/blockwise-bench/array.zarr")
     ap.add_argument("--repeat", type=count, default=1)
     args = ap.parse_args()
+    if args.scheduler == "distributed" and (args.workload != "array-mean" or args.system != "dask"):
+        ap.error("--scheduler distributed: only array-mean on Dask")
     if args.n is None:
         args.n = 8000 if args.workload == "matmul" else 10000
     return args
 
 
-def warm_up_dask():
+def warm_up_dask(compute):
     """A tiny computation before the clock: Dask imports parts of itself
     (and starts its thread pool) on the first compute, a one-time cost a
     long-running program does not pay per computation."""
@@ -52,7 +54,7 @@ def warm_up_dask():
     import dask.array as da
 
     dask.compute(da.random.default_rng(0).random((4, 4), chunks=2).mean(axis=0) @ da.ones((4, 4), chunks=2),
-                 scheduler="threads")
+                 **compute)
 
 
 def array_mean(args, record):
@@ -78,7 +80,7 @@ def array_mean(args, record):
         build = timer() - t0
         tasks = len(dict(m.__dask_graph__()))
         t1 = timer()
-        (means,) = dask.compute(m, scheduler="threads")
+        (means,) = dask.compute(m, **args.compute)
         wall = timer() - t1
     peak = status_bytes("VmHWM")
     result = float(means.sum())
@@ -169,10 +171,11 @@ def main():
     import numpy as np
 
     run = {"array-mean": array_mean, "array-sum-zarr": array_sum_zarr, "matmul": matmul}[args.workload]
+    args.compute, workers = dask_scheduler(args.scheduler) if args.system == "dask" else ({}, 1)
     for i in range(args.repeat):
         if args.system == "dask":
-            warm_up_dask()
-            record = base_record(args.workload, "dask", "threads", os.cpu_count(), i)
+            warm_up_dask(args.compute)
+            record = base_record(args.workload, "dask", args.scheduler, workers, i)
         else:
             # NumPy runs on one thread, but its BLAS (matmul) on every core.
             workers = os.cpu_count() if args.workload == "matmul" else 1

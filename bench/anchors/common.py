@@ -111,3 +111,25 @@ def check_top(what, counts, top, k):
         for key, c in counts.items():
             if c > smallest and key not in listed:
                 fail(f"{what}: {key!r} (count {c}) is missing from the top {k}")
+
+
+def dask_scheduler(name):
+    """The keyword arguments of `dask.compute` for `--scheduler name`, and
+    the number of workers. `distributed` starts a LocalCluster of 2 worker
+    processes with one thread each (as `blockwise-bench --scheduler
+    distributed` does) and makes its Client the default; the cluster lives
+    as long as this process."""
+    if name == "threads":
+        return {"scheduler": "threads"}, os.cpu_count()
+    if name != "distributed":
+        fail(f"unknown scheduler {name}")
+    global _CLIENT
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    _CLIENT = Client(cluster)
+    _CLIENT.wait_for_workers(2)
+    return {}, 2
+
+
+_CLIENT = None

@@ -23,7 +23,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import base_record, close, emit, fail, load_expected, status_bytes, timer, versions  # noqa: E402
+from common import base_record, close, dask_scheduler, emit, fail, load_expected, status_bytes, timer, versions  # noqa: E402
+
+# `dask.compute`'s keyword arguments for the chosen scheduler (set in main).
+COMPUTE = {"scheduler": "threads"}
 
 
 def files(directory):
@@ -54,7 +57,7 @@ def csv_groupby(system, directory):
         q = dd.read_csv(pattern).groupby("category")["value"].mean()
         build = timer() - t0
         t1 = timer()
-        (out,) = dask.compute(q, scheduler="threads")
+        (out,) = dask.compute(q, **COMPUTE)
         wall = timer() - t1
         means = {str(k): float(v) for k, v in out.items()}
     else:
@@ -184,7 +187,7 @@ def warm_up(system):
         import pandas as pd
 
         dask.compute(dd.from_pandas(pd.DataFrame({"a": ["x", "y"], "b": [1.0, 2.0]}), npartitions=2)
-                     .groupby("a")["b"].mean(), scheduler="threads")
+                     .groupby("a")["b"].mean(), **COMPUTE)
     elif system == "polars":
         import polars as pl
 
@@ -199,16 +202,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workload", choices=["csv-groupby", "join", "sort"])
     ap.add_argument("--system", choices=["polars", "dask", "pandas"], default="dask")
-    ap.add_argument("--scheduler", default="threads", choices=["threads"])
+    ap.add_argument("--scheduler", default="threads", choices=["threads", "distributed"])
     ap.add_argument("--dir", default="/tmp/blockwise-bench/csv")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
+    if args.scheduler == "distributed" and (args.workload != "csv-groupby" or args.system != "dask"):
+        ap.error("--scheduler distributed: only csv-groupby on Dask")
+    global COMPUTE
+    workers = os.cpu_count() if args.system != "pandas" else 1
+    if args.system == "dask":
+        COMPUTE, workers = dask_scheduler(args.scheduler)
     expected = load_expected(args.dir, f"blockwise-bench {args.workload} --dir {args.dir}")
     nbytes = sum(os.path.getsize(p) for p in files(args.dir))
     for i in range(args.repeat):
         warm_up(args.system)
-        record = base_record(args.workload, args.system, "threads" if args.system == "dask" else "-",
-                             os.cpu_count() if args.system != "pandas" else 1, i)
+        record = base_record(args.workload, args.system, args.scheduler if args.system == "dask" else "-",
+                             workers, i)
         rss_before = status_bytes("VmRSS")
         if args.workload == "csv-groupby":
             build, wall, result = csv_groupby(args.system, args.dir)
