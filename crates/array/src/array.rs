@@ -184,11 +184,15 @@ pub(crate) fn check_axis(axis: usize, ndim: usize, what: &str) -> Result<usize> 
 impl<T: Element> Collection for Array<T> {
     type Output = ArrayD<T>;
 
-    /// The graph a scheduler runs: the array's layers, with reductions
-    /// fused with the producers of their blocks where nothing else reads
-    /// those blocks ([`crate::stream`]).
     fn graph(&self) -> Graph {
-        Graph::from_layer(crate::stream::fuse_streams(&self.meta.layer))
+        Graph::from_layer(self.meta.layer.clone())
+    }
+
+    /// Reductions fused with the producers of their blocks where nothing
+    /// else (no other layer, no output) reads those blocks
+    /// ([`crate::stream`]).
+    fn optimize(graph: Graph, outputs: &[Key]) -> Graph {
+        crate::stream::fuse_streams(&graph, outputs)
     }
 
     fn output_keys(&self) -> Vec<Key> {

@@ -11,19 +11,18 @@
 //! and reading it back from memory; for a 100 MB Zarr chunk, the 100 MB
 //! buffer (its page faults, its zeroing and the copies into it).
 //!
-//! **Where it happens.** The rewrite (`fuse_streams`) runs on an array's graph when
-//! the graph is handed to a scheduler (`Collection::graph`), as Dask
-//! optimizes an array graph before it runs: only then is the whole
-//! computation known. A producer that anything else reads too (the same
-//! random array in a sum and in a product, or computed itself) is left
+//! **Where it happens.** The rewrite ([`fuse_streams`]) runs when arrays
+//! are handed to a scheduler (`Collection::optimize`, on the merged graph
+//! of everything computed together), as Dask optimizes an array graph
+//! before it runs: only then is the whole computation known. A producer
+//! that anything else reads too (the same random array in a mean and a
+//! standard deviation computed together, or asked for itself) is left
 //! alone, so its blocks are made once and shared. The fused layer keeps the
 //! chunk layer's name — its keys hold the same values — so the rest of the
 //! tree is unchanged, and the graph the user built is not modified (layers
 //! are shared and immutable; the layers between the fused one and the
 //! output are copied). The configuration key `array.fuse-streams = false`
-//! turns the rewrite off. Each collection's graph is rewritten on its own:
-//! `compute_all` over a random array and a reduction of it draws the
-//! numbers twice (the same numbers).
+//! turns the rewrite off.
 //!
 //! **The same numbers as unfused.** The fused op does the arithmetic of the
 //! unfused chunk kernel in the same order, so the partials are equal bit
@@ -58,7 +57,7 @@ use std::sync::Arc;
 
 use blockwise_core::graph::{BlockArg, Blockwise, IndexMap, Layer, LayerBody};
 use blockwise_core::value::postcard_decode;
-use blockwise_core::{Error, Graph, Op, Result, Value, config};
+use blockwise_core::{Error, Graph, Key, Name, Op, Result, Value, config};
 use ndarray::{ArrayD, Axis, IxDyn};
 use pulp::{Arch, Simd, WithSimd};
 use serde::de::DeserializeOwned;
@@ -519,20 +518,28 @@ fn fold_mean<T: Number>(src: &mut Strips<'_, T>, geo: &Geometry, skip: bool) -> 
     ))
 }
 
-/// Rewrites the graph under `root` so that every reduction chunk layer
-/// reading a streamable producer that nothing else reads does both in one
-/// task (see the module docs). Returns `root` itself when nothing changes or
-/// when `array.fuse-streams` is not `true` (missing means `true`; a value
-/// that is not a boolean leaves the graph as it is).
-pub(crate) fn fuse_streams(root: &Arc<Layer>) -> Arc<Layer> {
+/// Rewrites `graph` so that every reduction chunk layer reading a
+/// streamable producer that nothing else reads — no other layer, and none
+/// of `outputs` — does both in one task (see the module docs). Returns the
+/// graph as it is when nothing changes or when `array.fuse-streams` is not
+/// `true` (missing means `true`; a value that is not a boolean leaves the
+/// graph as it is).
+pub(crate) fn fuse_streams(graph: &Graph, outputs: &[Key]) -> Graph {
     if !config::get_bool(FUSE_STREAMS_KEY, true).unwrap_or(false) {
-        return root.clone();
+        return graph.clone();
     }
-    let layers = Graph::from_layer(root.clone()).layers();
+    let layers = graph.layers();
     let mut readers: HashMap<*const Layer, usize> = HashMap::new();
     for layer in &layers {
         for dep in layer.deps() {
             *readers.entry(Arc::as_ptr(dep)).or_default() += 1;
+        }
+    }
+    // A layer whose blocks are asked for is read by whoever asked.
+    let asked: std::collections::HashSet<&Name> = outputs.iter().map(|k| &k.name).collect();
+    for layer in &layers {
+        if asked.contains(layer.name()) {
+            *readers.entry(Arc::as_ptr(layer)).or_default() += 1;
         }
     }
     let mut rewritten: HashMap<*const Layer, Arc<Layer>> = HashMap::new();
@@ -551,7 +558,14 @@ pub(crate) fn fuse_streams(root: &Arc<Layer>) -> Arc<Layer> {
             rewritten.insert(Arc::as_ptr(layer), new);
         }
     }
-    rewritten.remove(&Arc::as_ptr(root)).unwrap_or_else(|| root.clone())
+    if rewritten.is_empty() {
+        return graph.clone();
+    }
+    let mut out = Graph::new();
+    for root in graph.roots() {
+        out.add_layer(rewritten.get(&Arc::as_ptr(root)).unwrap_or(root).clone());
+    }
+    out
 }
 
 /// The fused replacement of `layer`, when it is a reduction's chunk layer

@@ -72,6 +72,20 @@ pub trait Collection {
     fn with_graph(&self, graph: Graph) -> Self
     where
         Self: Sized;
+
+    /// The graph to run for `outputs`: `graph` is the graph of one or more
+    /// collections of this type (merged when several are computed
+    /// together), rewritten here by the collection type's own
+    /// optimizations, as Dask's `__dask_optimize__`. Schedulers call it on
+    /// the whole merged graph, so a rewrite sees every reader of every
+    /// layer. The default runs the graph as it is.
+    fn optimize(graph: Graph, outputs: &[Key]) -> Graph
+    where
+        Self: Sized,
+    {
+        let _ = outputs;
+        graph
+    }
 }
 
 /// A graph holding computed values under their keys: what `persist` returns.

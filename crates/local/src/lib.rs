@@ -294,7 +294,7 @@ pub trait Compute: Collection + Sized {
     /// Computes the result with explicit options or scheduler.
     fn compute_with(&self, options: impl Into<ComputeOptions>) -> Result<Self::Output> {
         let keys = self.output_keys();
-        let values = compute_graph(&self.graph(), &keys, &options.into())?;
+        let values = compute_graph(&Self::optimize(self.graph(), &keys), &keys, &options.into())?;
         self.finalize(values)
     }
 
@@ -313,7 +313,7 @@ pub trait Compute: Collection + Sized {
     /// [`Compute::persist`] with explicit options.
     fn persist_with(&self, options: impl Into<ComputeOptions>) -> Result<Self> {
         let keys = self.output_keys();
-        let values = compute_graph(&self.graph(), &keys, &options.into())?;
+        let values = compute_graph(&Self::optimize(self.graph(), &keys), &keys, &options.into())?;
         Ok(self.with_graph(graph_of_values(&keys, values)))
     }
 }
@@ -321,7 +321,8 @@ pub trait Compute: Collection + Sized {
 impl<C: Collection> Compute for C {}
 
 /// Computes several collections of one type in one pass over their merged
-/// graph: shared parts are computed once (Dask's `dask.compute(a, b, …)`).
+/// graph: shared parts are computed once (Dask's `dask.compute(a, b, …)`),
+/// and the type's optimizations ([`Collection::optimize`]) see them all.
 pub fn compute_all<C: Collection>(items: &[C]) -> Result<Vec<C::Output>> {
     compute_all_with(items, ComputeOptions::new())
 }
@@ -337,6 +338,7 @@ pub fn compute_all_with<C: Collection>(items: &[C], options: impl Into<ComputeOp
         spans.push(keys.len()..keys.len() + k.len());
         keys.extend(k);
     }
+    let graph = C::optimize(graph, &keys);
     let values = compute_graph(&graph, &keys, &options.into())?;
     items
         .iter()

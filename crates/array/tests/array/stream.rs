@@ -15,9 +15,15 @@ use proptest::prelude::*;
 
 use crate::common::*;
 
-/// The op names of every layer of the graph a scheduler gets.
-fn op_names<T: Element>(x: &Array<T>) -> Vec<String> {
-    Collection::graph(x)
+/// The graph a scheduler gets for `x`: its graph after the array's
+/// optimizations.
+fn graph_to_run<T: Element>(x: &Array<T>) -> Graph {
+    Array::<T>::optimize(Collection::graph(x), &x.output_keys())
+}
+
+/// The op names of every layer of `graph`.
+fn names_in(graph: &Graph) -> Vec<String> {
+    graph
         .layers()
         .iter()
         .map(|l| match l.body() {
@@ -26,6 +32,11 @@ fn op_names<T: Element>(x: &Array<T>) -> Vec<String> {
             LayerBody::Single(t) => t.op.name().to_string(),
         })
         .collect()
+}
+
+/// The op names of every layer of the graph a scheduler gets.
+fn op_names<T: Element>(x: &Array<T>) -> Vec<String> {
+    names_in(&graph_to_run(x))
 }
 
 fn fused<T: Element>(x: &Array<T>) -> bool {
@@ -44,7 +55,7 @@ fn compute_unfused<T: Element>(x: &Array<T>, options: ComputeOptions) -> ArrayD<
 #[track_caller]
 fn assert_same_as_unfused<T: Element>(x: &Array<T>) {
     for options in executors() {
-        let got = Collection::graph(x);
+        let got = graph_to_run(x);
         let values = compute_graph(&got, &x.output_keys(), &options).unwrap();
         let fused = x.finalize(values).unwrap();
         let plain = compute_unfused(x, options);
@@ -69,7 +80,7 @@ fn a_reduction_of_random_blocks_is_fused_and_gives_the_same_numbers() {
     let plan = |g: &Graph| Plan::build(g, &keys, &PlanOptions { fuse: false }).unwrap().len();
     let blocks = 5 * 4;
     assert_eq!(
-        plan(&Graph::from_layer(m.layer().clone())) - plan(&Collection::graph(&m)),
+        plan(&Graph::from_layer(m.layer().clone())) - plan(&graph_to_run(&m)),
         blocks
     );
     // The result is the column means of the numbers the array holds.
@@ -186,6 +197,30 @@ fn a_producer_read_elsewhere_too_is_not_fused() {
             .filter(|n| n.starts_with("array.random."))
             .count(),
         1
+    );
+    // Computed together, two reductions that would each be fused alone
+    // share the random blocks instead: the merged graph is optimized.
+    let (sum, max) = (x.sum_axis(0).unwrap(), x.max_axis(0).unwrap());
+    assert!(fused(&sum) && fused(&max));
+    let mut merged = Collection::graph(&sum);
+    merged.merge(&Collection::graph(&max));
+    let keys: Vec<_> = sum.output_keys().into_iter().chain(max.output_keys()).collect();
+    let names = names_in(&Array::<f64>::optimize(merged, &keys));
+    assert!(
+        !names.iter().any(|n| n.starts_with("array.stream-reduce.")),
+        "{names:?}"
+    );
+    let together = blockwise_local::compute_all(&[sum.clone(), max.clone()]).unwrap();
+    assert_eq!(together, vec![compute_both(&sum), compute_both(&max)]);
+    // A random array asked for itself beside its mean is not fused away.
+    let mean = x.mean_axis(0).unwrap();
+    let mut merged = Collection::graph(&x);
+    merged.merge(&Collection::graph(&mean));
+    let keys: Vec<_> = x.output_keys().into_iter().chain(mean.output_keys()).collect();
+    let names = names_in(&Array::<f64>::optimize(merged, &keys));
+    assert!(
+        !names.iter().any(|n| n.starts_with("array.stream-reduce.")),
+        "{names:?}"
     );
     // Reductions that need the block twice, or positions, keep it.
     assert!(!fused(&x.var_axis(0).unwrap()));
