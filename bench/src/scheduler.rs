@@ -20,6 +20,14 @@ pub(crate) struct BenchScheduler {
     #[cfg(feature = "distributed")]
     #[allow(dead_code)]
     pub(crate) cluster: Option<std::sync::Arc<blockwise::distributed::LocalCluster>>,
+    /// The client of the cluster, for workloads that use the futures API
+    /// (`transfer`); `None` on a local scheduler.
+    #[cfg(feature = "distributed")]
+    #[cfg_attr(
+        not(feature = "array"),
+        allow(dead_code, reason = "only `transfer` (feature `array`) reads it")
+    )]
+    pub(crate) client: Option<blockwise::distributed::Client>,
 }
 
 impl BenchScheduler {
@@ -62,6 +70,8 @@ impl BenchScheduler {
             scheduler,
             #[cfg(feature = "distributed")]
             cluster: None,
+            #[cfg(feature = "distributed")]
+            client: None,
         }
     }
 }
@@ -88,14 +98,19 @@ fn distributed(s: &str) -> Result<BenchScheduler, BenchError> {
             workers: CLUSTER_WORKERS,
             scheduler: Scheduler::Executor(client.executor()),
             cluster: Some(std::sync::Arc::new(cluster)),
+            client: Some(client),
         });
     }
-    let scheduler = Scheduler::parse(s).map_err(|e| BenchError::Usage(format!("--scheduler {s}: {e}")))?;
+    // A malformed address is a usage error, an unreachable one a failure.
+    blockwise::distributed::tcp::host_port(s).map_err(|e| BenchError::Usage(format!("--scheduler {s}: {e}")))?;
+    let client = blockwise::distributed::Client::connect(s)
+        .map_err(|e| BenchError::Failed(format!("--scheduler {s}: connecting to the cluster: {e}")))?;
     Ok(BenchScheduler {
         name: "distributed",
         workers: 0,
-        scheduler,
+        scheduler: Scheduler::Executor(client.executor()),
         cluster: None,
+        client: Some(client),
     })
 }
 

@@ -28,7 +28,8 @@ macro_rules! families {
 }
 
 // The collection families sit behind the bench's cargo features of the same
-// names (all on by default); `tasks` needs only the engine.
+// names (all on by default); `tasks` needs only the engine; `transfer` (an
+// ndarray moved between workers) needs `array` and `distributed`.
 families!(
     tasks,
     #[cfg(feature = "array")]
@@ -37,6 +38,8 @@ families!(
     frame,
     #[cfg(feature = "bag")]
     bag,
+    #[cfg(all(feature = "array", feature = "distributed"))]
+    transfer,
 );
 
 /// A small, fast generator (SplitMix64) for the bench's data files: the

@@ -455,7 +455,8 @@ impl Client {
 
     /// [`Client::persist`] with a priority and retries.
     pub fn persist_with<C: Collection>(&self, collection: &C, options: &SubmitOptions) -> Result<Vec<Future>> {
-        self.submit_graph(&collection.graph(), &collection.output_keys(), options)
+        let keys = collection.output_keys();
+        self.submit_graph(&C::optimize(collection.graph(), &keys), &keys, options)
     }
 
     /// Submits the computation of `outputs` from `graph`; returns a future
@@ -621,6 +622,7 @@ impl Client {
             graph.merge(&c.graph());
             keys.extend(c.output_keys());
         }
+        let graph = C::optimize(graph, &keys);
         let plan = Plan::build(&graph, &keys, &Default::default())?;
         self.submit_plan(&plan)
     }
@@ -1133,8 +1135,8 @@ async fn connect_and_spawn(
     tokio::spawn(async move {
         let why = loop {
             match reader.recv().await {
-                Ok(Some(raw)) => match raw.decode::<Envelope<ToClient>>() {
-                    Ok(envelope) => on_message(&shared, envelope.message),
+                Ok(Some(raw)) => match raw.decode::<Vec<Envelope<ToClient>>>() {
+                    Ok(envelopes) => on_messages(&shared, envelopes),
                     Err(e) => break format!("the scheduler sent a malformed message: {e}"),
                 },
                 Ok(None) => break "the scheduler closed the connection".to_string(),
@@ -1160,8 +1162,22 @@ fn answer_query(state: &mut State, answer: Answer) {
     }
 }
 
-fn on_message(shared: &Shared, message: ToClient) {
+/// Applies a frame of the scheduler's messages, under one lock; waiters
+/// are woken once, if anything they wait on changed.
+fn on_messages(shared: &Shared, envelopes: Vec<Envelope<ToClient>>) {
     let mut state = shared.lock();
+    let mut changed = false;
+    for envelope in envelopes {
+        changed |= on_message(&mut state, envelope.message);
+    }
+    drop(state);
+    if changed {
+        shared.changed.notify_all();
+    }
+}
+
+/// Applies one message; whether a waiter may care.
+fn on_message(state: &mut State, message: ToClient) -> bool {
     match message {
         ToClient::InMemory { key, .. } => {
             if let Some(e) = state.keys.get_mut(&key)
@@ -1194,17 +1210,16 @@ fn on_message(shared: &Shared, message: ToClient) {
                 let _ = ack.send(Ok(()));
             }
         }
-        ToClient::WhoHas(answer) => answer_query(&mut state, Answer::WhoHas(answer)),
-        ToClient::Published(outcome) => answer_query(&mut state, Answer::Published(outcome)),
-        ToClient::Dataset(keys) => answer_query(&mut state, Answer::Dataset(keys)),
-        ToClient::Datasets(names) => answer_query(&mut state, Answer::Datasets(names)),
-        ToClient::Subscribed => answer_query(&mut state, Answer::Subscribed),
+        ToClient::WhoHas(answer) => answer_query(state, Answer::WhoHas(answer)),
+        ToClient::Published(outcome) => answer_query(state, Answer::Published(outcome)),
+        ToClient::Dataset(keys) => answer_query(state, Answer::Dataset(keys)),
+        ToClient::Datasets(names) => answer_query(state, Answer::Datasets(names)),
+        ToClient::Subscribed => answer_query(state, Answer::Subscribed),
         ToClient::Event(event) => {
             state.listeners.retain(|l| l.send(event.clone()).is_ok());
             // Nobody waits on a status for an event.
-            return;
+            return false;
         }
     }
-    drop(state);
-    shared.changed.notify_all();
+    true
 }

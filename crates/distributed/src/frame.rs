@@ -215,6 +215,77 @@ fn buffer(len: u64) -> Vec<u8> {
     vec![0u8; usize::try_from(len).expect("a checked length fits in memory")]
 }
 
+/// Messages of one type gathered into one control part: the postcard
+/// encoding of a `Vec<T>` (a length, then each message), built one message
+/// at a time so that a writer can cut the batch before it passes
+/// [`FrameLimits::max_control`]. The reader decodes it as a `Vec<T>`.
+///
+/// A burst of small messages (a thousand `Compute`s, a thousand
+/// `Finished`) then costs one frame header, one read and one decode call on
+/// the other side, not one each.
+#[derive(Debug, Default)]
+pub struct Batch {
+    body: Vec<u8>,
+    count: usize,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the batch holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the batch's control part so far (without its length).
+    pub fn encoded_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Appends `message`.
+    pub fn push<T: Serialize + ?Sized>(&mut self, message: &T) -> Result<(), FrameError> {
+        let body = std::mem::take(&mut self.body);
+        self.body = postcard::to_extend(message, body).map_err(|e| FrameError::Encode(e.to_string()))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Removes the messages after the first `len` bytes (`len` an
+    /// [`Batch::encoded_len`] taken between pushes) and `count` of them.
+    pub fn truncate(&mut self, len: usize, count: usize) {
+        self.body.truncate(len);
+        self.count = count;
+    }
+
+    /// The control part (count, then the messages), and an empty batch
+    /// left behind that keeps its buffer.
+    pub fn take_control(&mut self) -> Vec<u8> {
+        let mut control = Vec::with_capacity(self.body.len() + 10);
+        let mut n = self.count as u64;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                control.push(byte);
+                break;
+            }
+            control.push(byte | 0x80);
+        }
+        control.extend_from_slice(&self.body);
+        self.body.clear();
+        self.count = 0;
+        control
+    }
+}
+
 /// Writes one message to a blocking stream (and flushes it).
 pub fn write_message<W: Write, T: Serialize + ?Sized>(
     writer: &mut W,
@@ -290,6 +361,22 @@ pub mod asynchronous {
         let control = encode(message)?;
         writer.write_all(&header(control.len(), payloads, limits)?).await?;
         writer.write_all(&control).await?;
+        for p in payloads {
+            writer.write_all(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one message whose control part is already encoded, without
+    /// flushing it.
+    pub async fn feed_encoded<W: AsyncWrite + Unpin>(
+        writer: &mut W,
+        control: &[u8],
+        payloads: &[&[u8]],
+        limits: &FrameLimits,
+    ) -> Result<(), FrameError> {
+        writer.write_all(&header(control.len(), payloads, limits)?).await?;
+        writer.write_all(control).await?;
         for p in payloads {
             writer.write_all(p).await?;
         }
@@ -405,6 +492,30 @@ mod tests {
             err.to_string()
                 .contains("payload of 18446744073709551615 bytes is over the limit"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_batch_decodes_as_a_vector_of_its_messages() {
+        let messages: Vec<(u32, String)> = (0..300).map(|i| (i, format!("message {i}"))).collect();
+        let mut batch = Batch::new();
+        for m in &messages {
+            batch.push(m).unwrap();
+        }
+        assert_eq!(batch.len(), 300);
+        let control = batch.take_control();
+        assert!(batch.is_empty());
+        assert_eq!(postcard::from_bytes::<Vec<(u32, String)>>(&control).unwrap(), messages);
+        // Cut back to what fits: the first two messages only.
+        let mut batch = Batch::new();
+        batch.push(&messages[0]).unwrap();
+        batch.push(&messages[1]).unwrap();
+        let (len, count) = (batch.encoded_len(), batch.len());
+        batch.push(&messages[2]).unwrap();
+        batch.truncate(len, count);
+        assert_eq!(
+            postcard::from_bytes::<Vec<(u32, String)>>(&batch.take_control()).unwrap(),
+            messages[..2].to_vec()
         );
     }
 

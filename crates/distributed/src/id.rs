@@ -19,7 +19,7 @@
 //!   nothing instead of someone else's task. Workers name results by
 //!   [`TaskId`], so two incarnations of one key never share a name.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::Hash;
 
@@ -397,19 +397,27 @@ const PROMOTE_AT: usize = 24;
 #[derive(Clone)]
 enum Repr<I> {
     Small(SmallVec<[I; 2]>),
-    Large(HashSet<I, IdBuildHasher>),
+    Large(BTreeSet<I>),
 }
 
 /// A set of ids. Most sets in a scheduler hold one or two ids (the one
 /// worker holding a result, the one dependent waiting for it), a few hold a
 /// million (every dependent of a broadcast chunk): small sets are an inline
-/// vector, large ones a hash set. Iteration order is deterministic.
+/// vector, large ones an ordered set. Iteration order is deterministic
+/// (insertion order while small, id order once large).
+///
+/// Why ordered and not hashed when large: ids are handed out in order and
+/// mostly come and go in order (the inputs of a task reading a million
+/// results finish one after another; a worker's results are freed in the
+/// order they were made), so consecutive operations touch the same few
+/// nodes of a B-tree, where a hash set scatters them over a table of
+/// megabytes, a cache miss each.
 #[derive(Clone)]
 pub struct IdSet<I> {
     repr: Repr<I>,
 }
 
-impl<I: Copy + Eq + Hash> IdSet<I> {
+impl<I: Copy + Ord + Hash> IdSet<I> {
     /// An empty set (no allocation).
     pub fn new() -> Self {
         IdSet {
@@ -425,7 +433,7 @@ impl<I: Copy + Eq + Hash> IdSet<I> {
                     return false;
                 }
                 if v.len() >= PROMOTE_AT {
-                    let mut set: HashSet<I, IdBuildHasher> = v.drain(..).collect();
+                    let mut set: BTreeSet<I> = v.drain(..).collect();
                     set.insert(id);
                     self.repr = Repr::Large(set);
                 } else {
@@ -495,26 +503,28 @@ impl<I: Copy + Eq + Hash + Ord> IdSet<I> {
     /// The ids, sorted.
     pub fn sorted(&self) -> Vec<I> {
         let mut v = self.to_vec();
-        v.sort_unstable();
+        if matches!(self.repr, Repr::Small(_)) {
+            v.sort_unstable();
+        }
         v
     }
 }
 
-impl<I: Copy + Eq + Hash> Default for IdSet<I> {
+impl<I: Copy + Ord + Hash> Default for IdSet<I> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<I: Copy + Eq + Hash> PartialEq for IdSet<I> {
+impl<I: Copy + Ord + Hash> PartialEq for IdSet<I> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().all(|x| other.contains(x))
     }
 }
 
-impl<I: Copy + Eq + Hash> Eq for IdSet<I> {}
+impl<I: Copy + Ord + Hash> Eq for IdSet<I> {}
 
-impl<I: Copy + Eq + Hash> FromIterator<I> for IdSet<I> {
+impl<I: Copy + Ord + Hash> FromIterator<I> for IdSet<I> {
     fn from_iter<T: IntoIterator<Item = I>>(iter: T) -> Self {
         let mut set = IdSet::new();
         for id in iter {
@@ -534,8 +544,8 @@ impl<I: Copy + Eq + Hash + Ord + fmt::Debug> fmt::Debug for IdSet<I> {
 pub enum IdSetIter<'a, I> {
     /// Over the inline vector.
     Small(std::slice::Iter<'a, I>),
-    /// Over the hash set.
-    Large(std::collections::hash_set::Iter<'a, I>),
+    /// Over the ordered set.
+    Large(std::collections::btree_set::Iter<'a, I>),
 }
 
 impl<I: Copy> Iterator for IdSetIter<'_, I> {
@@ -554,7 +564,7 @@ impl<I: Copy> Iterator for IdSetIter<'_, I> {
     }
 }
 
-impl<'a, I: Copy + Eq + Hash> IntoIterator for &'a IdSet<I> {
+impl<'a, I: Copy + Ord + Hash> IntoIterator for &'a IdSet<I> {
     type Item = I;
     type IntoIter = IdSetIter<'a, I>;
     fn into_iter(self) -> IdSetIter<'a, I> {

@@ -355,7 +355,7 @@ impl<'a> Tables<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
 
     use blockwise_core::op::identity;
@@ -435,22 +435,30 @@ mod tests {
         blockwise_core::value::postcard_encode(&layered, &mut bytes).unwrap();
         let layered: LayeredGraph = blockwise_core::value::postcard_decode(&bytes).unwrap();
         let submission = layered.expand().unwrap();
-        // Culled alike (a-1 column 1 and d-4 are not needed), the same ids,
-        // the same edges, the same order.
+        // Culled alike (a-1 column 1 and d-4 are not needed), the same
+        // edges, the same order. Ids are each side's own numbering: tasks
+        // are compared by key.
         let keys: Vec<Key> = submission.tasks.iter().map(|t| t.key.clone()).collect();
-        assert_eq!(keys, plan.keys().to_vec());
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let mut planned = plan.keys().to_vec();
+        planned.sort();
+        assert_eq!(sorted, planned);
         assert_eq!(keys.len(), 4 + 4 + 4 + 1);
-        for (id, t) in submission.tasks.iter().enumerate() {
-            assert_eq!(
-                t.dependencies,
-                plan.dependencies().row(id as u32),
-                "inputs of {}",
-                t.key
-            );
-            assert_eq!(t.order, plan.priorities()[id], "order of {}", t.key);
+        let plan_id: HashMap<&Key, u32> = plan.keys().iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
+        for t in &submission.tasks {
+            let p = plan_id[&t.key];
+            let mut ours: Vec<&Key> = t.dependencies.iter().map(|&d| &keys[d as usize]).collect();
+            let mut theirs: Vec<&Key> = plan.dependencies().row(p).iter().map(|&d| plan.key(d)).collect();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "inputs of {}", t.key);
+            assert_eq!(t.order, plan.priorities()[p as usize], "order of {}", t.key);
             assert_eq!(t.retries, 2);
         }
-        assert_eq!(submission.outputs, plan.outputs());
+        let outputs: Vec<&Key> = submission.outputs.iter().map(|&o| &keys[o as usize]).collect();
+        let planned_outputs: Vec<&Key> = plan.outputs().iter().map(|&o| plan.key(o)).collect();
+        assert_eq!(outputs, planned_outputs);
         assert_eq!(submission.priority, 3);
         // Every task of a generated layer shares its layer's template.
         let b: Vec<&NewTask> = submission

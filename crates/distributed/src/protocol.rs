@@ -3,7 +3,11 @@
 //! Every connection starts with a [`Hello`] from the side that connected and
 //! a [`Welcome`] from the side that accepted; then each side sends the
 //! messages of its role, framed by [`crate::frame`] (control parts are
-//! postcard; bulk data travels as payloads beside them).
+//! postcard; bulk data travels as payloads beside them). The scheduler's
+//! messages to workers and clients, and the workers' to the scheduler,
+//! travel in batches: each frame's control part is a `Vec` of them (a
+//! [`crate::frame::Batch`]), in order — a thousand tiny tasks assigned or
+//! finished cost one frame, not a thousand.
 //!
 //! ```text
 //! worker → scheduler   Hello{Worker}      ← Welcome{Accepted{id}} | Refused
@@ -37,7 +41,7 @@ use crate::id::{ClientId, RunId, StimulusId, TaskId, WorkerId};
 use crate::scheduler::{Command, ComputeTask, Event, StealOutcome, Submission, TaskFailure, WorkerInfo, WorkerMetrics};
 
 /// Version of this protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The first message on a connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -90,7 +90,8 @@ enum Inbound {
         outbound: mpsc::UnboundedSender<Outbound>,
         reply: oneshot::Sender<std::result::Result<u32, String>>,
     },
-    Worker(WorkerId, WorkerMessage),
+    /// A frame of messages from a worker, in order.
+    Worker(WorkerId, Vec<WorkerMessage>),
     WorkerClosed(WorkerId, String),
     Client(ClientId, ClientMessage),
     /// A submission that could not be expanded: answered `Rejected`.
@@ -487,7 +488,11 @@ impl Core {
                 let answer = self.join(hello, &peer, outbound);
                 let _ = reply.send(answer);
             }
-            Inbound::Worker(w, m) => self.on_worker_message(w, m),
+            Inbound::Worker(w, messages) => {
+                for m in messages {
+                    self.on_worker_message(w, m);
+                }
+            }
             Inbound::WorkerClosed(w, why) => self.worker_lost(w, false, &why),
             Inbound::Client(c, m) => self.on_client_message(c, m),
             Inbound::Refused(c, message) => {
@@ -678,7 +683,10 @@ async fn handshake_and_serve(mut connection: Connection, core: mpsc::UnboundedSe
     tokio::spawn(writer_task(writer, queue));
     if is_worker {
         let worker = WorkerId::new(id);
-        let why = read_loop(reader, |m: WorkerMessage, _| forward(&core, Inbound::Worker(worker, m))).await;
+        let why = read_loop(reader, |m: Vec<WorkerMessage>, _| {
+            forward(&core, Inbound::Worker(worker, m))
+        })
+        .await;
         let _ = core.send(Inbound::WorkerClosed(worker, why));
     } else {
         let client = ClientId::new(id);
@@ -747,24 +755,35 @@ async fn read_loop<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Messages in one frame at most (a frame is decoded whole before its
+/// first message is acted on).
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// Writes what the core queued for one connection: everything waiting is
+/// drained into batches (a frame of up to [`MAX_BATCH`] messages each, see
+/// [`crate::frame::Batch`]) and flushed once.
 async fn writer_task(mut writer: ConnectionWriter, mut queue: mpsc::UnboundedReceiver<Outbound>) {
+    let mut batch = crate::frame::Batch::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         let mut closing = false;
         while let Some(message) = next {
-            let written = match &message {
+            let fed = match &message {
                 Outbound::Worker(e) => {
                     closing |= matches!(e.message, ToWorker::Close { .. });
-                    writer.feed(e, &[]).await
+                    writer.batch(&mut batch, e).await
                 }
-                Outbound::Client(e) => writer.feed(e, &[]).await,
+                Outbound::Client(e) => writer.batch(&mut batch, e).await,
             };
-            if written.is_err() {
+            if fed.is_err() {
+                return;
+            }
+            if batch.len() >= MAX_BATCH && writer.feed_batch(&mut batch).await.is_err() {
                 return;
             }
             next = queue.try_recv().ok();
         }
-        if writer.flush().await.is_err() || closing {
+        if writer.feed_batch(&mut batch).await.is_err() || writer.flush().await.is_err() || closing {
             return;
         }
     }

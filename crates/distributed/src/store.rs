@@ -53,7 +53,25 @@ enum Entry {
 /// A value to send to a peer: encoded bytes and their codec.
 pub(crate) struct Encoded {
     pub(crate) codec: String,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Bytes,
+}
+
+/// Encoded bytes: written for this send, or shared with a value that is
+/// still in its encoded form (sent as they are, never copied).
+pub(crate) enum Bytes {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<[u8]>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(a) => a,
+        }
+    }
 }
 
 /// The results a worker holds.
@@ -239,16 +257,38 @@ pub(crate) enum ForPeer {
 }
 
 impl ForPeer {
-    /// The bytes to send.
+    /// The size of a value in memory; `None` for one on disk (reading it
+    /// back is blocking I/O).
+    pub(crate) fn in_memory_bytes(&self) -> Option<usize> {
+        match self {
+            ForPeer::Value(v) => Some(v.size_bytes()),
+            ForPeer::File(..) => None,
+        }
+    }
+
+    /// The bytes to send: the value encoded once, straight into the
+    /// buffer that is sent (a value still encoded — one that came from a
+    /// peer and was never decoded here — is sent as it is, uncopied).
     pub(crate) fn encode(self) -> Result<Encoded> {
         match self {
-            ForPeer::Value(v) => encode_value(&v).map(|e| Encoded {
-                codec: e.codec,
-                bytes: e.bytes.to_vec(),
-            }),
+            ForPeer::Value(v) => {
+                if let Some(e) = v.downcast_ref::<blockwise_core::value::Encoded>() {
+                    return Ok(Encoded {
+                        codec: e.codec.clone(),
+                        bytes: Bytes::Shared(e.bytes.clone()),
+                    });
+                }
+                let mut bytes = Vec::new();
+                v.encode(&mut bytes)
+                    .map_err(|e| e.context(format!("while encoding a value of type {}", v.codec())))?;
+                Ok(Encoded {
+                    codec: v.codec().to_string(),
+                    bytes: Bytes::Owned(bytes),
+                })
+            }
             ForPeer::File(path, codec) => Ok(Encoded {
                 codec,
-                bytes: read(&path)?,
+                bytes: Bytes::Owned(read(&path)?),
             }),
         }
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::frame::{FrameError, FrameLimits, RawMessage, asynchronous};
+use crate::frame::{Batch, FrameError, FrameLimits, RawMessage, asynchronous};
 use crate::tls::Tls;
 
 /// The transport of an address.
@@ -221,6 +221,37 @@ impl ConnectionWriter {
     /// [`ConnectionWriter::flush`] after a batch.
     pub async fn feed<T: Serialize + ?Sized>(&mut self, message: &T, payloads: &[&[u8]]) -> Result<(), FrameError> {
         asynchronous::feed_message(&mut self.inner, message, payloads, &self.limits).await
+    }
+
+    /// Writes a message whose control part is already encoded (a
+    /// [`crate::frame::Batch`]) into the buffer without flushing.
+    pub async fn feed_encoded(&mut self, control: &[u8], payloads: &[&[u8]]) -> Result<(), FrameError> {
+        asynchronous::feed_encoded(&mut self.inner, control, payloads, &self.limits).await
+    }
+
+    /// Adds `message` to `batch`; if that would take the batch over the
+    /// limit of a control part, the batch is first written out as one
+    /// frame (not flushed) and `message` starts the next one.
+    pub async fn batch<T: Serialize + ?Sized>(&mut self, batch: &mut Batch, message: &T) -> Result<(), FrameError> {
+        let (len, count) = (batch.encoded_len(), batch.len());
+        batch.push(message)?;
+        // 10 bytes for the count in front.
+        if count > 0 && batch.encoded_len() + 10 > self.limits.max_control as usize {
+            batch.truncate(len, count);
+            self.feed_batch(batch).await?;
+            batch.push(message)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` as one frame, without flushing (nothing if it is
+    /// empty); the batch is empty afterwards.
+    pub async fn feed_batch(&mut self, batch: &mut Batch) -> Result<(), FrameError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let control = batch.take_control();
+        self.feed_encoded(&control, &[]).await
     }
 
     /// Sends everything fed so far.

@@ -292,10 +292,12 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
     tokio::spawn(async move {
         loop {
             match reader.recv().await {
-                Ok(Some(raw)) => match raw.decode::<Envelope<ToWorker>>() {
-                    Ok(envelope) => {
-                        if forward.send(Internal::Scheduler(envelope)).is_err() {
-                            return;
+                Ok(Some(raw)) => match raw.decode::<Vec<Envelope<ToWorker>>>() {
+                    Ok(envelopes) => {
+                        for envelope in envelopes {
+                            if forward.send(Internal::Scheduler(envelope)).is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(e) => {
@@ -408,17 +410,23 @@ pub(crate) async fn connect_with_retry(
 type Outgoing = (WorkerMessage, Option<oneshot::Sender<()>>);
 
 async fn scheduler_writer(mut writer: ConnectionWriter, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+    // Everything queued goes out as frames of many messages (the scheduler
+    // reads a frame as a `Vec<WorkerMessage>`), flushed once.
+    let mut batch = crate::frame::Batch::new();
     let mut sent = Vec::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some((message, notify)) = next {
-            if writer.feed(&message, &[]).await.is_err() {
+            if writer.batch(&mut batch, &message).await.is_err() {
+                return;
+            }
+            if batch.len() >= crate::server::MAX_BATCH && writer.feed_batch(&mut batch).await.is_err() {
                 return;
             }
             sent.extend(notify);
             next = queue.try_recv().ok();
         }
-        if writer.flush().await.is_err() {
+        if writer.feed_batch(&mut batch).await.is_err() || writer.flush().await.is_err() {
             return;
         }
         for notify in sent.drain(..) {
@@ -999,6 +1007,7 @@ async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>)
         )
     })?;
     let response: PeerResponse = raw.decode()?;
+    let raw_len: usize = raw.payloads.iter().map(Vec::len).sum();
     if response.found.len() != raw.payloads.len() {
         return Err(Error::codec(format!(
             "the worker at {address} sent {} payloads for {} results",
@@ -1006,21 +1015,39 @@ async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>)
             response.found.len()
         )));
     }
-    let found = response
-        .found
-        .into_iter()
-        .zip(raw.payloads)
-        .map(|((t, codec), bytes)| {
-            decode_value(&codec, &bytes)
-                .map(|v| (t, v))
-                .map_err(|e| e.context(format!("in {t} from the worker at {address}")))
+    let address = address.to_string();
+    let decode = move || {
+        let found = response
+            .found
+            .into_iter()
+            .zip(raw.payloads)
+            .map(|((t, codec), bytes)| {
+                decode_value(&codec, &bytes)
+                    .map(|v| (t, v))
+                    .map_err(|e| e.context(format!("in {t} from the worker at {address}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PeerData {
+            found,
+            missing: response.missing,
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(PeerData {
-        found,
-        missing: response.missing,
-    })
+    };
+    // Decoding is a pass over every byte: a large response is decoded on a
+    // blocking thread, so the thread of the worker's core (and of its
+    // connections) goes on meanwhile; small ones, the common case of tiny
+    // tasks, are decoded here without a thread hand-off.
+    let bytes: usize = raw_len;
+    if bytes < DECODE_INLINE_BYTES {
+        return decode();
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Remote, format!("decoding results from a peer failed: {e}")))?
 }
+
+/// Responses up to this many bytes are encoded and decoded on the thread
+/// of the connection; larger ones on a blocking thread.
+const DECODE_INLINE_BYTES: usize = 1 << 20;
 
 /// What a peer sent: the results it had, and the ones it did not.
 pub(crate) struct PeerData {
@@ -1076,26 +1103,47 @@ async fn serve_peer(mut connection: Connection, store: Store, token: Option<Stri
             let store = store.lock().expect("store lock");
             tasks.into_iter().map(|t| (t, store.for_peer(&t))).collect()
         };
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        let mut payloads = Vec::new();
-        for (t, v) in values {
-            match v.map(|v| v.encode()) {
-                Some(Ok(encoded)) => {
-                    found.push((t, encoded.codec));
-                    payloads.push(encoded.bytes);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!("cannot send {t}: {e}");
-                    missing.push(t);
-                }
-                None => missing.push(t),
-            }
-        }
+        // Encoding large values (a pass over every byte) and reading spilled
+        // ones run on a blocking thread: this thread also carries the
+        // worker's core and its scheduler connection. Small values in
+        // memory, the common case of tiny tasks, are encoded here.
+        let inline = values
+            .iter()
+            .map(|(_, v)| v.as_ref().map_or(Some(0), crate::store::ForPeer::in_memory_bytes))
+            .try_fold(0usize, |total, bytes| bytes.map(|b| total + b))
+            .is_some_and(|total| total < DECODE_INLINE_BYTES);
+        let (response, payloads) = if inline {
+            encode_for_peer(values)
+        } else {
+            tokio::task::spawn_blocking(move || encode_for_peer(values))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Remote, format!("encoding results for a peer failed: {e}")))?
+        };
         let slices: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-        connection.send_with(&PeerResponse { found, missing }, &slices).await?;
+        connection.send_with(&response, &slices).await?;
     }
     Ok(())
+}
+
+/// The answer to a `GetData`: what was found, encoded, and what was not.
+fn encode_for_peer(values: Vec<(TaskId, Option<crate::store::ForPeer>)>) -> (PeerResponse, Vec<crate::store::Bytes>) {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    let mut payloads = Vec::new();
+    for (t, v) in values {
+        match v.map(|v| v.encode()) {
+            Some(Ok(encoded)) => {
+                found.push((t, encoded.codec));
+                payloads.push(encoded.bytes);
+            }
+            Some(Err(e)) => {
+                tracing::warn!("cannot send {t}: {e}");
+                missing.push(t);
+            }
+            None => missing.push(t),
+        }
+    }
+    (PeerResponse { found, missing }, payloads)
 }
 
 /// Resident memory of this process, bytes (Linux).

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::id::{IdMap, TaskId, WorkerId};
+use crate::id::{GenerationalId, TaskId, WorkerId};
 use crate::scheduler::command::{Command, ComputeTask, InputLocation};
 use crate::scheduler::story::SchedulerError;
 use crate::scheduler::task::{TaskFailure, TaskState};
@@ -31,18 +31,33 @@ pub(crate) enum Target {
 /// (Dask's `dict.popitem`). A second recommendation for a task replaces the
 /// first in place, so a task is visited once per round with the latest
 /// opinion about it.
+///
+/// Where a task's entry is comes from a dense table indexed by the id's
+/// slot (ids are slots of the task slab), not a hash map: a cascade over a
+/// million tasks then walks the table in order instead of missing the
+/// cache on every push and pop.
 #[derive(Default)]
 pub(crate) struct Recommendations {
     stack: Vec<(TaskId, Target)>,
-    position: IdMap<TaskId, usize>,
+    /// Slot → position in `stack` (`NOT_PENDING` if none); the entry there
+    /// is the task's only if its id matches (slots are reused).
+    position: Vec<u32>,
 }
+
+const NOT_PENDING: u32 = u32::MAX;
 
 impl Recommendations {
     fn push(&mut self, id: TaskId, target: Target) {
-        match self.position.get(&id) {
-            Some(&i) => self.stack[i].1 = target,
-            None => {
-                self.position.insert(id, self.stack.len());
+        let slot = id.slot() as usize;
+        if slot >= self.position.len() {
+            self.position.resize((slot + 1).next_power_of_two(), NOT_PENDING);
+        }
+        match self.position[slot] {
+            i if i != NOT_PENDING && self.stack[i as usize].0 == id => self.stack[i as usize].1 = target,
+            // Not pending, or pending for an earlier task of this slot
+            // (removed meanwhile: its entry is skipped when popped).
+            _ => {
+                self.position[slot] = self.stack.len() as u32;
                 self.stack.push((id, target));
             }
         }
@@ -50,21 +65,23 @@ impl Recommendations {
 
     fn pop(&mut self) -> Option<(TaskId, Target)> {
         let (id, target) = self.stack.pop()?;
-        self.position.remove(&id);
+        let slot = &mut self.position[id.slot() as usize];
+        if *slot == self.stack.len() as u32 {
+            *slot = NOT_PENDING;
+        }
         Some((id, target))
     }
 
     pub(crate) fn clear(&mut self) {
-        self.stack.clear();
-        self.position.clear();
+        for (id, _) in self.stack.drain(..) {
+            self.position[id.slot() as usize] = NOT_PENDING;
+        }
     }
 
     /// Drops the room a large cascade (a submission of a million tasks)
-    /// left behind: a small map is touched in cache, a huge empty one at
-    /// a random cache line per recommendation.
+    /// left behind, once it is over.
     fn shrink(&mut self) {
-        if self.stack.is_empty() && self.position.capacity() > 4096 {
-            self.position = IdMap::default();
+        if self.stack.is_empty() && self.stack.capacity() > 4096 {
             self.stack = Vec::new();
         }
     }
@@ -628,5 +645,25 @@ mod tests {
         assert!(matches!(recs.pop(), Some((id, Target::Processing)) if id == a));
         assert!(recs.pop().is_none());
         assert!(recs.is_empty());
+    }
+
+    #[test]
+    fn a_recommendation_for_a_reused_slot_is_its_own() {
+        let mut recs = Recommendations::default();
+        let mut slab: crate::id::Slab<TaskId, ()> = crate::id::Slab::new();
+        let old = slab.insert(());
+        recs.push(old, Target::Settle);
+        slab.remove(old);
+        let new = slab.insert(());
+        assert_eq!(new.slot(), old.slot(), "the slab reuses the slot");
+        assert_ne!(new, old);
+        recs.push(new, Target::Processing);
+        recs.push(new, Target::Settle);
+        assert!(matches!(recs.pop(), Some((id, Target::Settle)) if id == new));
+        assert!(matches!(recs.pop(), Some((id, Target::Settle)) if id == old));
+        assert!(recs.pop().is_none());
+        // The slot is free again for a later round.
+        recs.push(new, Target::Processing);
+        assert!(matches!(recs.pop(), Some((id, Target::Processing)) if id == new));
     }
 }
