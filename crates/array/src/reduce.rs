@@ -264,6 +264,30 @@ fn drop_axes<A>(mut a: ArrayD<A>, axes: &[usize]) -> ArrayD<A> {
     a
 }
 
+/// A fold over a block with a start value and a step, as sum, prod, min
+/// and max make their partials ([`same_fold`]).
+pub(crate) trait SameFold<T: Number> {
+    type Out;
+    fn fold(self, init: T, step: impl Fn(T, T) -> T + Copy) -> Self::Out;
+}
+
+/// Runs `fold` with the start value and step of `red` (sum, prod, min or
+/// max; `None` for the others), NaNs skipped when `skip`. The stored and
+/// the streamed chunk kernels ([`crate::stream`]) both take them from here,
+/// so their partials stay equal bit for bit.
+pub(crate) fn same_fold<T: Number, F: SameFold<T>>(red: Red, skip: bool, fold: F) -> Option<F::Out> {
+    let nan_or = |v: T| if T::HAS_NAN && skip { T::from_f64(f64::NAN) } else { v };
+    Some(match red {
+        Red::Sum if skip => fold.fold(T::zero(), |x: T, y: T| if y.is_nan_value() { x } else { x.add(y) }),
+        Red::Sum => fold.fold(T::zero(), T::add),
+        Red::Prod if skip => fold.fold(T::one(), |x: T, y: T| if y.is_nan_value() { x } else { x.mul(y) }),
+        Red::Prod => fold.fold(T::one(), T::mul),
+        Red::Min => fold.fold(nan_or(T::max_value()), nan_aware_min::<T>(skip)),
+        Red::Max => fold.fold(nan_or(T::min_value()), nan_aware_max::<T>(skip)),
+        Red::Mean | Red::Var { .. } | Red::ArgMin | Red::ArgMax => return None,
+    })
+}
+
 pub(crate) fn nan_aware_min<T: Number>(skipna: bool) -> impl Fn(T, T) -> T + Copy {
     move |a: T, b: T| {
         if skipna {
@@ -506,27 +530,18 @@ impl<T: Number> Reduce<T> {
         let a = block::<T>(arg(args, 0, Self::BASE)?)?;
         let skip = self.skipna;
         Ok(match self.red {
-            Red::Sum => value(fold_same(a.view(), &self.axes, T::zero(), move |x: T, y: T| {
-                if skip && y.is_nan_value() { x } else { x.add(y) }
-            })),
-            Red::Prod => value(fold_same(a.view(), &self.axes, T::one(), move |x: T, y: T| {
-                if skip && y.is_nan_value() { x } else { x.mul(y) }
-            })),
-            Red::Min => {
-                let init = if T::HAS_NAN && skip {
-                    T::from_f64(f64::NAN)
-                } else {
-                    T::max_value()
-                };
-                value(fold_same(a.view(), &self.axes, init, nan_aware_min::<T>(skip)))
-            }
-            Red::Max => {
-                let init = if T::HAS_NAN && skip {
-                    T::from_f64(f64::NAN)
-                } else {
-                    T::min_value()
-                };
-                value(fold_same(a.view(), &self.axes, init, nan_aware_max::<T>(skip)))
+            Red::Sum | Red::Prod | Red::Min | Red::Max => {
+                struct Whole<'a, T>(ArrayViewD<'a, T>, &'a [usize]);
+                impl<T: Number> SameFold<T> for Whole<'_, T> {
+                    type Out = ArrayD<T>;
+                    fn fold(self, init: T, step: impl Fn(T, T) -> T + Copy) -> ArrayD<T> {
+                        fold_same(self.0, self.1, init, step)
+                    }
+                }
+                match same_fold(self.red, skip, Whole(a.view(), &self.axes)) {
+                    Some(folded) => value(folded),
+                    None => return Err(Error::graph("sum, prod, min or max without its fold")),
+                }
             }
             Red::Mean => value(moments(&a, &self.axes, skip, false)),
             Red::Var { .. } => value(moments(&a, &self.axes, skip, true)),

@@ -69,7 +69,7 @@ use crate::element::{Number, for_each_number};
 use crate::io::{PlainBlock, ZarrElement, ZarrRead};
 use crate::kernel::{Kernel, op, register_kernel, value};
 use crate::random::{Draws, Random, block_rng};
-use crate::reduce::{Red, Reduce, Stage, fold_same, nan_aware_max, nan_aware_min};
+use crate::reduce::{Red, Reduce, SameFold, Stage, fold_same, same_fold};
 
 /// The configuration key that turns the fusion off (`false`).
 pub const FUSE_STREAMS_KEY: &str = "array.fuse-streams";
@@ -426,39 +426,16 @@ impl<T: Number> StreamReduce<T> {
         let geo = Geometry::new(shape, &self.reduce.axes)?;
         let skip = self.reduce.skipna;
         match self.reduce.red {
-            Red::Sum if skip => fold_op(
-                src,
-                &geo,
-                T::zero(),
-                |x: T, y: T| {
-                    if y.is_nan_value() { x } else { x.add(y) }
-                },
-            ),
-            Red::Sum => fold_op(src, &geo, T::zero(), T::add),
-            Red::Prod if skip => fold_op(
-                src,
-                &geo,
-                T::one(),
-                |x: T, y: T| {
-                    if y.is_nan_value() { x } else { x.mul(y) }
-                },
-            ),
-            Red::Prod => fold_op(src, &geo, T::one(), T::mul),
-            Red::Min => {
-                let init = if T::HAS_NAN && skip {
-                    T::from_f64(f64::NAN)
-                } else {
-                    T::max_value()
-                };
-                fold_op(src, &geo, init, nan_aware_min::<T>(skip))
-            }
-            Red::Max => {
-                let init = if T::HAS_NAN && skip {
-                    T::from_f64(f64::NAN)
-                } else {
-                    T::min_value()
-                };
-                fold_op(src, &geo, init, nan_aware_max::<T>(skip))
+            Red::Sum | Red::Prod | Red::Min | Red::Max => {
+                struct Strip<'s, 'a, T: Number>(&'s mut Strips<'a, T>, &'s Geometry);
+                impl<T: Number> SameFold<T> for Strip<'_, '_, T> {
+                    type Out = Result<Value>;
+                    fn fold(self, init: T, step: impl Fn(T, T) -> T + Copy) -> Result<Value> {
+                        fold_op(self.0, self.1, init, step)
+                    }
+                }
+                same_fold(self.reduce.red, skip, Strip(src, &geo))
+                    .unwrap_or_else(|| Err(Error::graph("sum, prod, min or max without its fold")))
             }
             Red::Mean => fold_mean(src, &geo, skip),
             Red::Var { .. } | Red::ArgMin | Red::ArgMax => Err(Error::graph(

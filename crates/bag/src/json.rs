@@ -171,6 +171,25 @@ impl<'de> Deserializer<'de> {
         }
     }
 
+    /// Before an element of an array or an entry of an object: `false` at
+    /// its `close` byte (not consumed), else `true` after the `,` that must
+    /// come before every element but the first.
+    #[inline(always)]
+    fn more(&mut self, first: &mut bool, close: u8) -> R<bool> {
+        let b = self.next_token()?;
+        if b == close {
+            return Ok(false);
+        }
+        if *first {
+            *first = false;
+        } else if b == b',' {
+            self.pos += 1;
+        } else {
+            return Err(Bail);
+        }
+        Ok(true)
+    }
+
     #[inline(always)]
     fn expect(&mut self, b: u8) -> R<()> {
         if self.next_token()? == b {
@@ -382,44 +401,24 @@ impl<'de> Deserializer<'de> {
             b'{' => {
                 self.pos += 1;
                 self.enter()?;
-                if self.next_token()? == b'}' {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.parse_str()?;
-                        self.expect(b':')?;
-                        self.skip_value()?;
-                        match self.next_token()? {
-                            b',' => self.pos += 1,
-                            b'}' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(Bail),
-                        }
-                    }
+                let mut first = true;
+                while self.more(&mut first, b'}')? {
+                    self.parse_str()?;
+                    self.expect(b':')?;
+                    self.skip_value()?;
                 }
+                self.pos += 1;
                 self.depth -= 1;
                 Ok(())
             }
             b'[' => {
                 self.pos += 1;
                 self.enter()?;
-                if self.next_token()? == b']' {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_value()?;
-                        match self.next_token()? {
-                            b',' => self.pos += 1,
-                            b']' => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(Bail),
-                        }
-                    }
+                let mut first = true;
+                while self.more(&mut first, b']')? {
+                    self.skip_value()?;
                 }
+                self.pos += 1;
                 self.depth -= 1;
                 Ok(())
             }
@@ -643,16 +642,8 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
 
     #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> R<Option<T::Value>> {
-        let b = self.de.next_token()?;
-        if b == b']' {
+        if !self.de.more(&mut self.first, b']')? {
             return Ok(None);
-        }
-        if self.first {
-            self.first = false;
-        } else if b == b',' {
-            self.de.pos += 1;
-        } else {
-            return Err(Bail);
         }
         seed.deserialize(&mut *self.de).map(Some)
     }
@@ -668,16 +659,8 @@ impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
 
     #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> R<Option<K::Value>> {
-        let b = self.de.next_token()?;
-        if b == b'}' {
+        if !self.de.more(&mut self.first, b'}')? {
             return Ok(None);
-        }
-        if self.first {
-            self.first = false;
-        } else if b == b',' {
-            self.de.pos += 1;
-        } else {
-            return Err(Bail);
         }
         self.de.expect(b'"')?;
         let key = self.de.string_body()?;

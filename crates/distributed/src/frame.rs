@@ -269,16 +269,8 @@ impl Batch {
     /// left behind that keeps its buffer.
     pub fn take_control(&mut self) -> Vec<u8> {
         let mut control = Vec::with_capacity(self.body.len() + 10);
-        let mut n = self.count as u64;
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                control.push(byte);
-                break;
-            }
-            control.push(byte | 0x80);
-        }
+        // postcard writes a sequence's length as an unsigned LEB128 varint.
+        blockwise_core::value::write_varint(&mut control, self.count as u64);
         control.extend_from_slice(&self.body);
         self.body.clear();
         self.count = 0;
