@@ -51,6 +51,7 @@ use polars::prelude::{DataFrame as PlFrame, SchemaRef};
 pub use frame::{DEFAULT_SPLIT_EVERY, DataFrame, GroupBy, GroupedColumn, JoinOptions, Scalar, Series};
 pub use io::blocks::IntoPaths;
 pub use io::csv::CsvOptions;
+pub use io::csv_agg::FUSE_CSV_AGGREGATE_KEY;
 pub use io::parquet::{DEFAULT_PARQUET_BLOCKSIZE, ParquetOptions};
 pub use ops::PartitionFnPtr;
 pub use partition::Partition;

@@ -35,6 +35,7 @@ use blockwise_core::{Error, Graph, Key, Name, Result, Tokenizer};
 use polars::prelude::{DataFrame as PlFrame, Expr, SchemaRef, Series as PlSeries};
 
 use crate::io::csv::{CsvSource, ReadCsvTask};
+use crate::io::csv_agg::{self, ReadCsvAggregateTask};
 use crate::io::json::{JsonSource, ReadJsonTask};
 use crate::io::parquet::{ParquetSource, ReadParquetTask};
 use crate::ops::{
@@ -847,12 +848,67 @@ impl Lowered {
 
 /// Expands an (optimized) plan into layers.
 pub(crate) fn lower(root: &Arc<Node>) -> Result<Arc<Lowered>> {
+    let order = postorder(root);
+    // How many nodes read each node (a CSV reader read by one group-by only
+    // is fused with its partial).
+    let mut readers: HashMap<Ptr, usize> = HashMap::new();
+    for node in &order {
+        for c in node.children() {
+            *readers.entry(Arc::as_ptr(c)).or_default() += 1;
+        }
+    }
+    let fuse = csv_agg::enabled();
     let mut memo: HashMap<Ptr, Arc<Lowered>> = HashMap::new();
-    for node in postorder(root) {
-        let l = lower_one(&node, &memo)?;
+    for node in order {
+        let l = lower_one(&node, &memo, &|c: &Arc<Node>| {
+            fuse && readers.get(&Arc::as_ptr(c)).copied() == Some(1)
+        })?;
         memo.insert(Arc::as_ptr(&node), Arc::new(l));
     }
     Ok(memo[&Arc::as_ptr(root)].clone())
+}
+
+/// The task that reads block `b` of a CSV source.
+fn csv_read_task(c: &CsvSource, s: &Source, b: &crate::io::blocks::Block) -> ReadCsvTask {
+    ReadCsvTask {
+        block: b.clone(),
+        format: c.format.clone(),
+        schema: c.file_schema.clone(),
+        reference: c.reference.clone(),
+        columns: s.columns.clone(),
+        predicate: s.predicate.clone(),
+        limit: s.limit,
+    }
+}
+
+/// For a group-by over a CSV reader that nothing else reads: one task per
+/// block that reads it and computes the partial in one pass (see
+/// `io::csv_agg`). `None` when the reduction or the reader does not fit.
+fn fused_partials(input: &Node, reducer: &Reducer) -> Option<Vec<Task>> {
+    let (Kind::Source(s), Reducer::Agg(plan)) = (&input.kind, reducer) else {
+        return None;
+    };
+    let SourceData::Csv(c) = &s.data else {
+        return None;
+    };
+    let reads: Vec<ReadCsvTask> = c.blocks.iter().map(|b| csv_read_task(c, s, b)).collect();
+    if !reads.iter().all(|r| ReadCsvAggregateTask::can_fuse(r, plan)) {
+        return None;
+    }
+    Some(
+        reads
+            .into_iter()
+            .map(|read| {
+                Task::new(
+                    ops::op(ReadCsvAggregateTask {
+                        read,
+                        plan: plan.clone(),
+                    }),
+                    vec![],
+                )
+            })
+            .collect(),
+    )
 }
 
 fn name_of(node: &Node, prefix: &str) -> Name {
@@ -943,7 +999,11 @@ fn shuffle_layers(
     Lowered { name: out_name, layer }
 }
 
-fn lower_one(node: &Arc<Node>, memo: &HashMap<Ptr, Arc<Lowered>>) -> Result<Lowered> {
+fn lower_one(
+    node: &Arc<Node>,
+    memo: &HashMap<Ptr, Arc<Lowered>>,
+    sole_reader: &dyn Fn(&Arc<Node>) -> bool,
+) -> Result<Lowered> {
     let get = |c: &Arc<Node>| memo[&Arc::as_ptr(c)].clone();
     let n = node.npartitions;
     Ok(match &node.kind {
@@ -953,20 +1013,7 @@ fn lower_one(node: &Arc<Node>, memo: &HashMap<Ptr, Arc<Lowered>>) -> Result<Lowe
                     "read-csv",
                     c.blocks
                         .iter()
-                        .map(|b| {
-                            Task::new(
-                                ops::op(ReadCsvTask {
-                                    block: b.clone(),
-                                    format: c.format.clone(),
-                                    schema: c.file_schema.clone(),
-                                    reference: c.reference.clone(),
-                                    columns: s.columns.clone(),
-                                    predicate: s.predicate.clone(),
-                                    limit: s.limit,
-                                }),
-                                vec![],
-                            )
-                        })
+                        .map(|b| Task::new(ops::op(csv_read_task(c, s, b)), vec![]))
                         .collect(),
                 ),
                 SourceData::Parquet(p) => {
@@ -1074,8 +1121,21 @@ fn lower_one(node: &Arc<Node>, memo: &HashMap<Ptr, Arc<Lowered>>) -> Result<Lowe
             split_out,
         } => {
             let n_in = input.npartitions;
+            let fused = if sole_reader(input) {
+                fused_partials(input, reducer)
+            } else {
+                None
+            };
             let input = get(input);
-            lower_reduce(node, &input, n_in, reducer, (*split_every).max(2), (*split_out).max(1))?
+            lower_reduce(
+                node,
+                &input,
+                n_in,
+                reducer,
+                (*split_every).max(2),
+                (*split_out).max(1),
+                fused,
+            )?
         }
         Kind::Shuffle { input, on } => {
             let n_in = input.npartitions;
@@ -1388,6 +1448,7 @@ fn lower_reduce(
     reducer: &Reducer,
     split_every: usize,
     split_out: usize,
+    fused: Option<Vec<Task>>,
 ) -> Result<Lowered> {
     let prefix = reducer_prefix(reducer);
     let tok = |p: String| {
@@ -1396,14 +1457,27 @@ fn lower_reduce(
         t.name(&p)
     };
     let partial_name = tok(format!("{prefix}-partial"));
-    let partial = blockwise(
-        partial_name.clone(),
-        input,
-        ops::op(PartialTask {
-            reducer: reducer.clone(),
-        }),
-        n_in,
-    );
+    // The partials: over the input's partitions, or (fused with the read
+    // of the input) tasks of their own with the same keys.
+    let partial = match fused {
+        Some(tasks) => explicit(
+            partial_name.clone(),
+            vec![],
+            tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (vec![i as u32], t))
+                .collect(),
+        ),
+        None => blockwise(
+            partial_name.clone(),
+            input,
+            ops::op(PartialTask {
+                reducer: reducer.clone(),
+            }),
+            n_in,
+        ),
+    };
     let out_name = tok(prefix.to_string());
     let mut layers: Vec<Arc<Layer>> = vec![partial.clone()];
     // The leaves of each output's tree, as (key, layer) pairs.

@@ -577,6 +577,12 @@ pub(crate) fn csv_parse_lines(
     Ok(Some(df))
 }
 
+/// Whether `bytes` are valid UTF-8, checked as Polars' CSV reader checks
+/// them (SIMD, fast on ASCII).
+pub(crate) fn valid_utf8(bytes: &[u8]) -> bool {
+    polars::io::csv::read::_csv_read_internal::validate_utf8(bytes)
+}
+
 /// Exact formats tried, in order, for text columns read as datetimes
 /// (the ISO forms Polars' CSV inference recognises most often).
 const DATETIME_FORMATS: &[&str] = &[

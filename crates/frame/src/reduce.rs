@@ -236,7 +236,7 @@ impl AggPlan {
         }
     }
 
-    fn partial(&self, df: PlFrame) -> Result<PlFrame> {
+    pub(crate) fn partial(&self, df: PlFrame) -> Result<PlFrame> {
         let mut exprs = Vec::new();
         for (i, a) in self.aggs.iter().enumerate() {
             let c = || ex::c(&a.column);

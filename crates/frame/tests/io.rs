@@ -806,3 +806,129 @@ fn head_reads_only_what_it_needs() {
     assert_eq!(h.height(), 5);
     assert!(df.compute().is_err());
 }
+
+/// Whether `df`'s graph reads CSV blocks and computes group-by partials in
+/// one task per block (`io::csv_agg`).
+fn fused_scan(df: &blockwise_frame::DataFrame) -> bool {
+    use blockwise_core::Collection;
+    df.graph()
+        .layers()
+        .iter()
+        .any(|l| l.task(&[0]).is_ok_and(|t| t.op.name() == "frame.read_csv_aggregate"))
+}
+
+#[test]
+fn csv_group_by_fused_with_the_read_equals_the_unfused_one() {
+    use blockwise_frame::{Agg, AggKind, FUSE_CSV_AGGREGATE_KEY};
+    let dir = temp_dir("fused-groupby");
+    let row = |i: usize| {
+        let value = match i % 6 {
+            0 => format!("{}.{:02}", i % 997, i % 100),
+            1 => format!("-{}.5", i % 31),
+            2 => format!("{}e-2", i),
+            3 => format!("{}", i % 50),
+            4 => format!("1.25E+{}", i % 4),
+            _ => format!("0.{:03}", i % 1000),
+        };
+        format!("{i},cat_{:02},{value},{}", (i * 31) % 17, i.is_multiple_of(3))
+    };
+    let header = "id,category,value,flag";
+    let lf: String = std::iter::once(header.to_string())
+        .chain((0..900).map(row))
+        .map(|l| l + "\n")
+        .collect();
+    write(&dir, "a_lf.csv", &lf);
+    let crlf: String = std::iter::once(header.to_string())
+        .chain((900..1500).map(row))
+        .map(|l| l + "\r\n")
+        .collect();
+    write(&dir, "b_crlf.csv", &crlf);
+    // Missing values (empty, `NA`, a missing key) and no line break at the end.
+    write(
+        &dir,
+        "c_missing.csv",
+        "id,category,value,flag\n1,cat_01,,true\n2,cat_02,NA,false\n3,,4.5,true\n4,cat_99,,false\n5,cat_01,-2e1,true",
+    );
+    write(&dir, "d_header_only.csv", "id,category,value,flag\n");
+    // Quotes: this file takes the unfused path.
+    write(
+        &dir,
+        "e_quoted.csv",
+        "id,category,value,flag\n6,\"cat_01\",2.5,true\n7,\"cat,x\",1,false\n",
+    );
+    let aggs = || {
+        [
+            Agg::new("value", AggKind::Mean),
+            Agg::new("value", AggKind::Sum).alias("sum"),
+            Agg::new("value", AggKind::Count).alias("count"),
+            Agg::new("value", AggKind::Size),
+            Agg::new("value", AggKind::Min).alias("min"),
+            Agg::new("value", AggKind::Max).alias("max"),
+        ]
+    };
+    let query = |bs: Option<u64>| {
+        read_csv_with(
+            dir.join("*.csv").to_str().unwrap(),
+            CsvOptions::new().blocksize(bs).null_values(["NA"]),
+        )
+        .unwrap()
+        .groupby(["category"])
+        .agg(aggs())
+    };
+    for bs in [None, Some(997)] {
+        let fused = query(bs);
+        assert!(fused_scan(&fused), "blocksize {bs:?}: the fused scan is planned");
+        let unfused = {
+            let _off = blockwise_core::config::set([(FUSE_CSV_AGGREGATE_KEY, false)]);
+            let q = query(bs);
+            assert!(!fused_scan(&q));
+            q
+        };
+        for (exec, opts) in executors() {
+            let got = fused.compute_with(opts.clone()).unwrap();
+            let want = unfused.compute_with(opts).unwrap();
+            assert_eq!(got.height(), 20, "17 categories, cat_99, \"cat,x\" and the missing key");
+            assert_same(&got, &want, Some(&["category"]), &format!("blocksize {bs:?} ({exec})"));
+        }
+    }
+    // Means of plain `read_csv(..).groupby(..).mean()`, as the bench runs it.
+    let plain = read_csv(dir.join("a_lf.csv").to_str().unwrap())
+        .unwrap()
+        .groupby(["category"])
+        .col("value")
+        .mean();
+    assert!(fused_scan(&plain));
+    use blockwise_frame::polars::io::SerReader;
+    let whole = pl::CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(dir.join("a_lf.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let want = common::polars(&whole, |l| l.group_by([col("category")]).agg([col("value").mean()]));
+    assert_same(&plain.compute().unwrap(), &want, Some(&["category"]), "against Polars");
+}
+
+#[test]
+fn fused_csv_group_by_reports_bad_values_by_file_line_and_column() {
+    let dir = temp_dir("fused-bad-value");
+    let mut text = String::from("category,value\n");
+    for i in 0..60 {
+        let v = if i == 47 { "12x".to_string() } else { format!("{i}.5") };
+        text.push_str(&format!("c{},{v}\n", i % 3));
+    }
+    let p = write(&dir, "bad.csv", &text);
+    let schema: pl::Schema = [
+        ("category".into(), DataType::String),
+        ("value".into(), DataType::Float64),
+    ]
+    .into_iter()
+    .collect();
+    let q = read_csv_with(&p, CsvOptions::new().schema(schema))
+        .unwrap()
+        .groupby(["category"])
+        .col("value")
+        .sum();
+    assert!(fused_scan(&q));
+    let err = q.compute().unwrap_err().to_string();
+    assert!(err.contains("bad.csv line 49, column 2"), "{err}");
+}

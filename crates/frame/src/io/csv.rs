@@ -219,7 +219,7 @@ impl ReadCsvTask {
         }
     }
 
-    fn read(&self) -> Result<polars::prelude::DataFrame> {
+    pub(crate) fn read(&self) -> Result<polars::prelude::DataFrame> {
         let (bytes, begin) = blocks::load_mapped(&self.block)?;
         let path = Path::new(&self.block.path);
         let has_header = self.block.is_first() && self.format.has_header;
@@ -342,7 +342,7 @@ impl ReadCsvTask {
         Ok(df)
     }
 
-    fn check_header(&self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn check_header(&self, bytes: &[u8]) -> Result<()> {
         let Some(first) = records(bytes, &self.format, Some(1)).into_iter().next() else {
             return Ok(());
         };
