@@ -21,13 +21,234 @@ use crate::op::Op;
 use crate::order;
 use crate::value::{Value, decode_value, encode_value, postcard_decode, postcard_encode};
 
-/// One input of a planned task.
+/// One input of a task given to [`Plan::from_parts`].
 #[derive(Clone)]
 pub enum Slot {
     /// The output of task `id`.
     Task(u32),
     /// A literal value.
     Literal(Value),
+}
+
+/// One input of a planned task, as [`Plan::slots`] lists it.
+#[derive(Clone, Copy)]
+pub enum SlotRef<'a> {
+    /// The output of task `id`.
+    Task(u32),
+    /// A literal value.
+    Literal(&'a Value),
+}
+
+impl SlotRef<'_> {
+    /// The slot as an owned [`Slot`].
+    pub fn to_slot(self) -> Slot {
+        match self {
+            SlotRef::Task(t) => Slot::Task(t),
+            SlotRef::Literal(v) => Slot::Literal(v.clone()),
+        }
+    }
+}
+
+/// A slot code with this bit set is a position in the plan's literals;
+/// without it, a task id. Plans hold fewer than 2³¹ tasks and literals.
+const LITERAL: u32 = 1 << 31;
+
+/// The inputs of one planned task, in argument order ([`Plan::slots`]).
+#[derive(Clone)]
+pub struct Slots<'a> {
+    codes: std::slice::Iter<'a, u32>,
+    literals: &'a [Value],
+}
+
+impl<'a> Iterator for Slots<'a> {
+    type Item = SlotRef<'a>;
+
+    fn next(&mut self) -> Option<SlotRef<'a>> {
+        let &code = self.codes.next()?;
+        Some(if code & LITERAL == 0 {
+            SlotRef::Task(code)
+        } else {
+            SlotRef::Literal(&self.literals[(code & !LITERAL) as usize])
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.codes.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Slots<'_> {}
+
+/// Every task's inputs: one row of slot codes per task, and the literals
+/// they point at. A task input is four bytes; a literal adds its value.
+#[derive(Default)]
+struct SlotTable {
+    offsets: Vec<u32>,
+    codes: Vec<u32>,
+    literals: Vec<Value>,
+}
+
+impl SlotTable {
+    fn with_rows(rows: usize) -> SlotTable {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        SlotTable {
+            offsets,
+            ..SlotTable::default()
+        }
+    }
+
+    fn push_task(&mut self, id: u32) {
+        self.codes.push(id);
+    }
+
+    fn push_literal(&mut self, v: Value) -> Result<()> {
+        let at = u32::try_from(self.literals.len())
+            .ok()
+            .filter(|at| at & LITERAL == 0)
+            .ok_or_else(|| too_many("literal inputs"))?;
+        self.literals.push(v);
+        self.codes.push(at | LITERAL);
+        Ok(())
+    }
+
+    fn push(&mut self, slot: Slot) -> Result<()> {
+        match slot {
+            Slot::Task(t) => self.push_task(t),
+            Slot::Literal(v) => self.push_literal(v)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the current task's row.
+    fn end_row(&mut self) -> Result<()> {
+        let end = u32::try_from(self.codes.len()).map_err(|_| too_many("inputs"))?;
+        self.offsets.push(end);
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn row(&self, t: u32) -> &[u32] {
+        &self.codes[self.offsets[t as usize] as usize..self.offsets[t as usize + 1] as usize]
+    }
+
+    fn slots(&self, t: u32) -> Slots<'_> {
+        Slots {
+            codes: self.row(t).iter(),
+            literals: &self.literals,
+        }
+    }
+
+    /// The task ids of row `t`, in order, repeats kept.
+    fn tasks(&self, t: u32) -> impl Iterator<Item = u32> + '_ {
+        self.row(t).iter().copied().filter(|c| c & LITERAL == 0)
+    }
+
+    fn fit(&mut self) {
+        fit(&mut self.offsets);
+        fit(&mut self.codes);
+        fit(&mut self.literals);
+    }
+
+    fn size_bytes(&self) -> usize {
+        (self.offsets.capacity() + self.codes.capacity()) * 4 + self.literals.capacity() * std::mem::size_of::<Value>()
+    }
+}
+
+/// The keys of a plan's tasks: each distinct name once, and each task's
+/// name position and index. A `delayed` task's key costs its name's
+/// reference and eight bytes; a generated task's, twelve bytes.
+#[derive(Default)]
+struct KeyTable {
+    names: Vec<Name>,
+    name_of: Vec<u32>,
+    index_offsets: Vec<u32>,
+    index_items: Vec<u32>,
+}
+
+impl KeyTable {
+    fn with_capacity(n: usize) -> KeyTable {
+        let mut index_offsets = Vec::with_capacity(n + 1);
+        index_offsets.push(0);
+        KeyTable {
+            names: Vec::new(),
+            name_of: Vec::with_capacity(n),
+            index_offsets,
+            index_items: Vec::new(),
+        }
+    }
+
+    /// Keys as a list, names shared by text.
+    fn from_keys(keys: Vec<Key>) -> Result<KeyTable> {
+        let mut table = KeyTable::with_capacity(keys.len());
+        let mut by_text: HashMap<Name, u32, crate::hash::FastHash> = HashMap::default();
+        for key in keys {
+            let at = match by_text.get(&key.name) {
+                Some(&at) => at,
+                None => {
+                    let at = table.add_name(key.name.clone())?;
+                    by_text.insert(key.name, at);
+                    at
+                }
+            };
+            table.push(at, &key.index)?;
+        }
+        Ok(table)
+    }
+
+    /// Adds a name; its position for [`KeyTable::push`].
+    fn add_name(&mut self, name: Name) -> Result<u32> {
+        let at = u32::try_from(self.names.len()).map_err(|_| too_many("layers"))?;
+        self.names.push(name);
+        Ok(at)
+    }
+
+    fn push(&mut self, name: u32, index: &[u32]) -> Result<()> {
+        self.name_of.push(name);
+        self.index_items.extend_from_slice(index);
+        let end = u32::try_from(self.index_items.len()).map_err(|_| too_many("index entries"))?;
+        self.index_offsets.push(end);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.name_of.len()
+    }
+
+    fn name(&self, t: u32) -> &Name {
+        &self.names[self.name_of[t as usize] as usize]
+    }
+
+    fn index(&self, t: u32) -> &[u32] {
+        &self.index_items[self.index_offsets[t as usize] as usize..self.index_offsets[t as usize + 1] as usize]
+    }
+
+    fn key(&self, t: u32) -> Key {
+        Key::new(self.name(t).clone(), self.index(t))
+    }
+
+    fn fit(&mut self) {
+        fit(&mut self.names);
+        fit(&mut self.name_of);
+        fit(&mut self.index_offsets);
+        fit(&mut self.index_items);
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.names.capacity() * std::mem::size_of::<Name>()
+            + (self.name_of.capacity() + self.index_offsets.capacity() + self.index_items.capacity()) * 4
+    }
+}
+
+/// Gives back the room of a list reserved for much more than it holds (a
+/// plan of a small part of a large graph).
+fn fit<T>(v: &mut Vec<T>) {
+    if v.len() < v.capacity() / 2 {
+        v.shrink_to_fit();
+    }
 }
 
 /// Options of [`Plan::build`].
@@ -45,12 +266,11 @@ impl Default for PlanOptions {
 
 /// A culled, fused and ordered graph over dense task ids.
 pub struct Plan {
-    keys: Vec<Key>,
+    keys: KeyTable,
     /// Each task's op, as a position in a table of the distinct ops (a
     /// million tasks of one function share one entry).
     ops: Ops,
-    slot_offsets: Vec<u32>,
-    slots: Vec<Slot>,
+    slots: SlotTable,
     dependencies: Csr,
     dependents: Csr,
     priority: Vec<u32>,
@@ -78,24 +298,31 @@ impl Plan {
         if inputs.len() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
-        let (slot_offsets, slots) = flatten_rows(inputs);
-        let plan = Plan::assemble(keys, Ops::from_list(ops), slot_offsets, slots, outputs)?;
+        let mut slots = SlotTable::with_rows(n);
+        for row in inputs {
+            for slot in row {
+                slots.push(slot)?;
+            }
+            slots.end_row()?;
+        }
+        let plan = Plan::assemble(KeyTable::from_keys(keys)?, Ops::from_list(ops), slots, outputs)?;
         plan.check_acyclic()?;
         Ok(plan.with_order())
     }
 
-    /// Puts a plan together from flat slots, unordered and unchecked for
+    /// Puts a plan together from its tables, unordered and unchecked for
     /// cycles: checks lengths and that every slot names a task.
-    fn assemble(keys: Vec<Key>, ops: Ops, slot_offsets: Vec<u32>, slots: Vec<Slot>, outputs: Vec<u32>) -> Result<Plan> {
+    fn assemble(keys: KeyTable, ops: Ops, slots: SlotTable, outputs: Vec<u32>) -> Result<Plan> {
         let n = keys.len();
-        if ops.of.len() != n || slot_offsets.len() != n + 1 {
+        if ops.of.len() != n || slots.rows() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
-        for s in &slots {
-            if let Slot::Task(d) = s
-                && *d as usize >= n
-            {
-                return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
+        if n as u64 >= u64::from(LITERAL) {
+            return Err(too_many("tasks"));
+        }
+        for &c in &slots.codes {
+            if c & LITERAL == 0 && c as usize >= n {
+                return Err(Error::graph(format!("a slot points at task {c}, the plan has {n}")));
             }
         }
         for &o in &outputs {
@@ -103,12 +330,11 @@ impl Plan {
                 return Err(Error::graph(format!("output {o} is not a task of the plan")));
             }
         }
-        let dependencies = dependencies_of(n, &slot_offsets, &slots);
+        let dependencies = dependencies_of(&slots);
         let dependents = dependencies.transpose();
         Ok(Plan {
             keys,
             ops,
-            slot_offsets,
             slots,
             dependencies,
             dependents,
@@ -134,7 +360,7 @@ impl Plan {
         let stuck = on_topo.iter().position(|x| !x).unwrap_or(0);
         Err(Error::graph(format!(
             "the graph has a cycle through key {}",
-            self.keys[stuck]
+            self.key(stuck as u32)
         )))
     }
 
@@ -145,17 +371,27 @@ impl Plan {
 
     /// Whether the plan has no tasks.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 
     /// The key of task `id`.
-    pub fn key(&self, id: u32) -> &Key {
-        &self.keys[id as usize]
+    pub fn key(&self, id: u32) -> Key {
+        self.keys.key(id)
+    }
+
+    /// The name of task `id`'s key.
+    pub fn name(&self, id: u32) -> &Name {
+        self.keys.name(id)
+    }
+
+    /// The index of task `id`'s key.
+    pub fn index(&self, id: u32) -> &[u32] {
+        self.keys.index(id)
     }
 
     /// Every key, by task id.
-    pub fn keys(&self) -> &[Key] {
-        &self.keys
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = Key> + '_ {
+        (0..self.len() as u32).map(|t| self.keys.key(t))
     }
 
     /// The op of task `id`.
@@ -164,12 +400,8 @@ impl Plan {
     }
 
     /// The inputs of task `id`, in argument order.
-    pub fn slots(&self, id: u32) -> &[Slot] {
-        let (a, b) = (
-            self.slot_offsets[id as usize] as usize,
-            self.slot_offsets[id as usize + 1] as usize,
-        );
-        &self.slots[a..b]
+    pub fn slots(&self, id: u32) -> Slots<'_> {
+        self.slots.slots(id)
     }
 
     /// The distinct tasks that task `id` reads.
@@ -194,11 +426,10 @@ impl Plan {
 
     /// Bytes held by the plan's own structures (not by literal values).
     pub fn size_bytes(&self) -> usize {
-        self.keys.capacity() * std::mem::size_of::<Key>()
+        self.keys.size_bytes()
             + self.ops.table.capacity() * std::mem::size_of::<Arc<dyn Op>>()
             + self.ops.of.capacity() * 4
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.slot_offsets.capacity() * 4
+            + self.slots.size_bytes()
             + self.priority.capacity() * 4
             + self.dependencies.size_bytes()
             + self.dependents.size_bytes()
@@ -216,11 +447,10 @@ impl Plan {
                 .map_err(|e| e.context(format!("while sending task {}", self.key(id))))?;
             let inputs = self
                 .slots(id)
-                .iter()
                 .map(|s| {
                     Ok(match s {
-                        Slot::Task(d) => WireSlot::Task(*d),
-                        Slot::Literal(v) => {
+                        SlotRef::Task(d) => WireSlot::Task(d),
+                        SlotRef::Literal(v) => {
                             let enc = encode_value(v)?;
                             WireSlot::Literal(enc.codec, enc.bytes.to_vec())
                         }
@@ -228,7 +458,7 @@ impl Plan {
                 })
                 .collect::<Result<Vec<_>>>()?;
             tasks.push(WireTask {
-                key: self.key(id).clone(),
+                key: self.key(id),
                 op: op.name().to_string(),
                 params,
                 inputs,
@@ -300,32 +530,19 @@ enum WireSlot {
     Literal(String, Vec<u8>),
 }
 
-/// One list of slots per task, flattened: offsets (`len + 1`) and slots.
-fn flatten_rows(rows: Vec<Vec<Slot>>) -> (Vec<u32>, Vec<Slot>) {
-    let mut offsets = Vec::with_capacity(rows.len() + 1);
-    offsets.push(0u32);
-    let mut slots = Vec::new();
-    for row in rows {
-        slots.extend(row);
-        offsets.push(slots.len() as u32);
-    }
-    (offsets, slots)
-}
-
-fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
+fn dependencies_of(slots: &SlotTable) -> Csr {
     // last_reader[d] == t + 1 once task t has listed d: distinct inputs in
     // one pass, however many times a task reads the same input.
+    let n = slots.rows();
     let mut last_reader = vec![0u32; n];
     let mut offsets = Vec::with_capacity(n + 1);
     offsets.push(0u32);
-    let mut items = Vec::with_capacity(slots.len());
-    for t in 0..n {
-        for s in &slots[slot_offsets[t] as usize..slot_offsets[t + 1] as usize] {
-            if let Slot::Task(d) = s
-                && last_reader[*d as usize] != t as u32 + 1
-            {
-                last_reader[*d as usize] = t as u32 + 1;
-                items.push(*d);
+    let mut items = Vec::with_capacity(slots.codes.len());
+    for t in 0..n as u32 {
+        for d in slots.tasks(t) {
+            if last_reader[d as usize] != t + 1 {
+                last_reader[d as usize] = t + 1;
+                items.push(d);
             }
         }
         offsets.push(items.len() as u32);
@@ -550,12 +767,12 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         output_found.push(*slot);
     }
     let mut stack: Vec<u32> = (0..found.len() as u32).rev().collect();
-    let mut keys: Vec<Key> = Vec::with_capacity(bound);
+    let mut keys = KeyTable::with_capacity(bound);
+    // The position of layer `l`'s name in `keys`, once one of its tasks is.
+    let mut name_at = vec![UNSEEN; tables.layers.len()];
     let mut ops = Ops::default();
     ops.of.reserve_exact(bound);
-    let mut slot_offsets = Vec::with_capacity(bound + 1);
-    slot_offsets.push(0u32);
-    let mut slots: Vec<Slot> = Vec::new();
+    let mut slots = SlotTable::with_rows(bound);
     let mut pending: Vec<u32> = Vec::new();
     let mut index = Index::new();
     while let Some(f) = stack.pop() {
@@ -564,14 +781,17 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         layer.index_at(pos as usize, &mut index);
         id_of_found[f as usize] = keys.len() as u32;
         // The layer's own name, so every key of a layer shares one.
-        keys.push(Key::new(layer.name().clone(), &index));
+        if name_at[l as usize] == UNSEEN {
+            name_at[l as usize] = keys.add_name(layer.name().clone())?;
+        }
+        keys.push(name_at[l as usize], &index)?;
         pending.clear();
         let mut next_dep = 0;
         let mut op = None;
         layer.visit_task(&index, |part| {
             match part {
                 TaskPart::Op(o) => op = Some(ops.intern(o)),
-                TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
+                TaskPart::Literal(v) => slots.push_literal(v.clone())?,
                 TaskPart::Key(name, dep_index) => {
                     let Some(dl) = tables.dep_of(l, &mut next_dep, name) else {
                         return Err(Error::graph(format!(
@@ -587,37 +807,33 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                         id_of_found.push(UNSEEN);
                         pending.push(*slot);
                     }
-                    slots.push(Slot::Task(*slot));
+                    slots.push_task(*slot);
                 }
             }
             Ok(())
         })?;
-        let op = op.ok_or_else(|| Error::graph(format!("task {} has no op", keys[keys.len() - 1])))?;
+        let op =
+            op.ok_or_else(|| Error::graph(format!("task {} has no op", Key::new(layer.name().clone(), &index))))?;
         ops.of.push(op);
-        slot_offsets.push(u32::try_from(slots.len()).map_err(|_| too_many("inputs"))?);
+        slots.end_row()?;
         // First input expanded first, as a depth-first walk would.
         stack.extend(pending.iter().rev());
     }
     drop(tables);
     drop(found);
-    for s in &mut slots {
-        if let Slot::Task(f) = s {
-            *f = id_of_found[*f as usize];
+    drop(name_at);
+    for c in &mut slots.codes {
+        if *c & LITERAL == 0 {
+            *c = id_of_found[*c as usize];
         }
     }
     let output_ids = output_found.iter().map(|&f| id_of_found[f as usize]).collect();
     drop(id_of_found);
-    // A plan of a small part of a large graph gives back the room reserved.
-    fn fit<T>(v: &mut Vec<T>) {
-        if v.len() < v.capacity() / 2 {
-            v.shrink_to_fit();
-        }
-    }
-    fit(&mut keys);
+    keys.fit();
     fit(&mut ops.of);
-    fit(&mut slot_offsets);
+    slots.fit();
     ops.forget_lookup();
-    let plan = Plan::assemble(keys, ops, slot_offsets, slots, output_ids)?;
+    let plan = Plan::assemble(keys, ops, slots, output_ids)?;
     plan.check_acyclic()?;
     Ok(plan)
 }
@@ -692,14 +908,7 @@ fn fuse(plan: Plan) -> Plan {
             let d = dependents[0];
             // Only a dependent reading nothing else can absorb t; count its
             // reads only then (a wide final task would make this quadratic).
-            if plan.dependencies.row(d).len() == 1
-                && plan
-                    .slots(d)
-                    .iter()
-                    .filter(|s| matches!(s, Slot::Task(x) if *x == t))
-                    .count()
-                    == 1
-            {
+            if plan.dependencies.row(d).len() == 1 && plan.slots.tasks(d).filter(|&x| x == t).count() == 1 {
                 absorbed[t as usize] = true;
                 any = true;
             }
@@ -717,10 +926,11 @@ fn fuse(plan: Plan) -> Plan {
             next += 1;
         }
     }
-    let mut keys = Vec::with_capacity(next as usize);
+    let mut keys = KeyTable::with_capacity(next as usize);
+    keys.names = plan.keys.names.clone();
     let mut ops = Ops::default();
     ops.of.reserve_exact(next as usize);
-    let mut inputs: Vec<Vec<Slot>> = Vec::with_capacity(next as usize);
+    let mut slots = SlotTable::with_rows(next as usize);
     for t in 0..n as u32 {
         if absorbed[t as usize] {
             continue;
@@ -737,12 +947,22 @@ fn fuse(plan: Plan) -> Plan {
         }
         chain.reverse();
         let head = chain[0];
-        let remap = |s: &Slot| match s {
-            Slot::Task(d) => Slot::Task(new_id[*d as usize]),
-            Slot::Literal(v) => Slot::Literal(v.clone()),
-        };
-        keys.push(plan.key(t).clone());
-        inputs.push(plan.slots(head).iter().map(remap).collect());
+        if keys.push(plan.keys.name_of[t as usize], plan.index(t)).is_err() {
+            return plan;
+        }
+        for s in plan.slots(head) {
+            match s {
+                SlotRef::Task(d) => slots.push_task(new_id[d as usize]),
+                SlotRef::Literal(v) => {
+                    if slots.push_literal(v.clone()).is_err() {
+                        return plan;
+                    }
+                }
+            }
+        }
+        if slots.end_row().is_err() {
+            return plan;
+        }
         if chain.len() == 1 {
             let op = ops.intern(plan.op(t));
             ops.of.push(op);
@@ -755,10 +975,9 @@ fn fuse(plan: Plan) -> Plan {
                         (0..plan.slots(c).len() as u32).map(FusedInput::Outer).collect()
                     } else {
                         plan.slots(c)
-                            .iter()
                             .map(|s| match s {
-                                Slot::Task(_) => FusedInput::Previous,
-                                Slot::Literal(v) => FusedInput::Literal(v.clone()),
+                                SlotRef::Task(_) => FusedInput::Previous,
+                                SlotRef::Literal(v) => FusedInput::Literal(v.clone()),
                             })
                             .collect()
                     },
@@ -770,10 +989,9 @@ fn fuse(plan: Plan) -> Plan {
         }
     }
     let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
-    let (slot_offsets, slots) = flatten_rows(inputs);
     ops.forget_lookup();
     // Fusing an acyclic plan keeps it acyclic and every slot valid.
-    match Plan::assemble(keys, ops, slot_offsets, slots, outputs) {
+    match Plan::assemble(keys, ops, slots, outputs) {
         Ok(fused) => fused,
         Err(_) => plan,
     }
@@ -939,11 +1157,7 @@ mod tests {
         assert_eq!(plan.len(), 2, "inc once, add once");
         let inc_id = plan.outputs()[1];
         let add_id = plan.outputs()[0];
-        assert!(
-            plan.slots(add_id)
-                .iter()
-                .all(|s| matches!(s, Slot::Task(t) if *t == inc_id))
-        );
+        assert!(plan.slots(add_id).all(|s| matches!(s, SlotRef::Task(t) if t == inc_id)));
         assert_eq!(plan.dependencies().row(add_id), &[inc_id]);
     }
 
@@ -1017,13 +1231,13 @@ mod tests {
         let outputs = [Key::single(few.name().clone()), Key::single(many.name().clone())];
         let plan = Plan::build(&graph, &outputs, &PlanOptions { fuse: false }).unwrap();
         assert_eq!(plan.len(), 42);
-        let leaf_of = |slot: &Slot| match slot {
-            Slot::Task(t) => plan.key(*t).name.as_str().to_string(),
-            Slot::Literal(_) => panic!("a key input planned as a literal"),
+        let leaf_of = |slot: SlotRef<'_>| match slot {
+            SlotRef::Task(t) => plan.name(t).as_str().to_string(),
+            SlotRef::Literal(_) => panic!("a key input planned as a literal"),
         };
-        let few_reads: Vec<String> = plan.slots(plan.outputs()[0]).iter().map(leaf_of).collect();
+        let few_reads: Vec<String> = plan.slots(plan.outputs()[0]).map(leaf_of).collect();
         assert_eq!(few_reads, ["leaf-2", "leaf-0", "leaf-1", "leaf-0", "leaf-1"]);
-        let many_reads: Vec<String> = plan.slots(plan.outputs()[1]).iter().map(leaf_of).collect();
+        let many_reads: Vec<String> = plan.slots(plan.outputs()[1]).map(leaf_of).collect();
         let expected: Vec<String> = (1..40).rev().chain([0]).map(|i| format!("leaf-{i}")).collect();
         assert_eq!(many_reads, expected);
         // Each leaf is one task, whichever name allocation reached it.
@@ -1053,7 +1267,7 @@ mod tests {
         let (g, key) = chain_graph(50);
         let plan = Plan::build(&g, std::slice::from_ref(&key), &PlanOptions { fuse: true }).unwrap();
         assert_eq!(plan.len(), 1);
-        assert_eq!(plan.key(0), &key);
+        assert_eq!(plan.key(0), key);
         let unfused = Plan::build(&g, &[key], &PlanOptions { fuse: false }).unwrap();
         assert_eq!(unfused.len(), 50);
     }
