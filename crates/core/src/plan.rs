@@ -768,11 +768,18 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
     }
     let mut stack: Vec<u32> = (0..found.len() as u32).rev().collect();
     let mut keys = KeyTable::with_capacity(bound);
+    keys.names.reserve_exact(tables.layers.len());
     // The position of layer `l`'s name in `keys`, once one of its tasks is.
     let mut name_at = vec![UNSEEN; tables.layers.len()];
     let mut ops = Ops::default();
     ops.of.reserve_exact(bound);
+    // Most tasks read one input or more, and most graphs' tasks take a
+    // literal each (an index, a path, a seed): lists reserved at that size
+    // grow by doubling less often, which leaves fewer freed blocks between
+    // the plan's lists.
     let mut slots = SlotTable::with_rows(bound);
+    slots.codes.reserve_exact(bound);
+    slots.literals.reserve_exact(bound);
     let mut pending: Vec<u32> = Vec::new();
     let mut index = Index::new();
     while let Some(f) = stack.pop() {
