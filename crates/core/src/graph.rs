@@ -16,7 +16,7 @@
 //! Deep chains of layers (a loop of ten thousand `delayed` calls) are dropped
 //! iteratively, so dropping a graph never overflows the stack.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -351,50 +351,26 @@ pub enum LayerBody {
 }
 
 /// One collection operation's tasks, and the layers they read.
+///
+/// Kept small: a graph of a million `delayed` calls is a million layers
+/// (80 bytes each). The planner keeps what speeds up its lookups (name
+/// hashes, key tables of large explicit layers) for as long as it plans.
 pub struct Layer {
     name: Name,
     deps: Box<[Arc<Layer>]>,
     body: LayerBody,
-    /// The hash of the name's text, taken while it is fresh: the planner
-    /// enters a million layers by name without reading a million strings.
-    name_hash: u64,
-    /// The position of each key of an explicit body of more than
-    /// [`SCAN`] tasks whose indices are not simply `[0]`, `[1]`, …: made
-    /// with the layer (eight bytes in every layer, which a `delayed` graph
-    /// has a million of).
-    lookup: Option<Box<HashMap<Index, usize, FastHash>>>,
 }
 
 /// Explicit layers up to this many tasks find a key by scanning.
-const SCAN: usize = 8;
+pub(crate) const SCAN: usize = 8;
 
 impl Layer {
     /// A layer named `name` reading from `deps`.
     pub fn new(name: Name, deps: Vec<Arc<Layer>>, body: LayerBody) -> Arc<Self> {
-        let lookup = match &body {
-            LayerBody::Tasks(tasks)
-                if tasks.len() > SCAN
-                    && !tasks
-                        .iter()
-                        .enumerate()
-                        .all(|(i, (k, _))| k.index.as_slice() == [i as u32]) =>
-            {
-                Some(Box::new(
-                    tasks
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (k, _))| (k.index.clone(), i))
-                        .collect(),
-                ))
-            }
-            _ => None,
-        };
         Arc::new(Layer {
-            name_hash: crate::key::name_hash(name.as_str()),
             name,
             deps: deps.into_boxed_slice(),
             body,
-            lookup,
         })
     }
 
@@ -412,11 +388,6 @@ impl Layer {
     /// The layers this one reads from.
     pub fn deps(&self) -> &[Arc<Layer>] {
         &self.deps
-    }
-
-    /// [`crate::key::name_hash`] of the layer's name.
-    pub(crate) fn name_hash(&self) -> u64 {
-        self.name_hash
     }
 
     /// The layer's tasks or rule.
@@ -476,16 +447,16 @@ impl Layer {
             }
             LayerBody::Single(_) => index.is_empty().then_some(0),
             LayerBody::Tasks(tasks) => {
-                if tasks.len() <= SCAN {
-                    return tasks.iter().position(|(k, _)| k.index.as_slice() == index);
+                // Keys are usually listed in order ([0], [1], …): where
+                // the index says, then a scan (planners keep a table for
+                // large layers listed otherwise).
+                if let [i] = index
+                    && let Some((k, _)) = tasks.get(*i as usize)
+                    && k.index.as_slice() == index
+                {
+                    return Some(*i as usize);
                 }
-                match &self.lookup {
-                    None => match index {
-                        [i] if (*i as usize) < tasks.len() => Some(*i as usize),
-                        _ => None,
-                    },
-                    Some(map) => map.get(index).copied(),
-                }
+                tasks.iter().position(|(k, _)| k.index.as_slice() == index)
             }
         }
     }
@@ -528,8 +499,19 @@ impl Layer {
             }
             LayerBody::Single(call) if index.is_empty() => call.visit(&self.deps, &mut f),
             LayerBody::Single(_) => Err(self.key_error(index)),
+            LayerBody::Tasks(_) => {
+                let pos = self.position(index).ok_or_else(|| self.key_error(index))?;
+                self.visit_explicit(pos, f)
+            }
+        }
+    }
+
+    /// [`Layer::visit_task`] for the task at `pos` of an explicit layer (a
+    /// planner that found the position itself).
+    pub(crate) fn visit_explicit(&self, pos: usize, mut f: impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
+        match &self.body {
             LayerBody::Tasks(tasks) => {
-                let task = &tasks[self.position(index).ok_or_else(|| self.key_error(index))?].1;
+                let task = &tasks[pos].1;
                 f(TaskPart::Op(&task.op))?;
                 for input in &task.inputs {
                     match input {
@@ -538,6 +520,11 @@ impl Layer {
                     }
                 }
                 Ok(())
+            }
+            LayerBody::Single(_) | LayerBody::Blockwise(_) => {
+                let mut index = Index::new();
+                self.index_at(pos, &mut index);
+                self.visit_task(&index, f)
             }
         }
     }

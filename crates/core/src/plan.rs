@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Layer, TaskPart};
+use crate::graph::{Graph, Layer, LayerBody, SCAN, TaskPart};
+use crate::hash::FastHash;
 use crate::key::{Index, Key, Name};
 use crate::op::Op;
 use crate::order;
@@ -160,23 +161,23 @@ impl SlotTable {
 
 /// The keys of a plan's tasks: each distinct name once, and each task's
 /// name position and index. A `delayed` task's key costs its name's
-/// reference and eight bytes; a generated task's, twelve bytes.
+/// reference and four bytes; a generated task's, twelve bytes.
 #[derive(Default)]
 struct KeyTable {
     names: Vec<Name>,
     name_of: Vec<u32>,
+    /// Task `t`'s index is `index_items[index_offsets[t]..index_offsets[t
+    /// + 1]]`; both stay empty while every index is (`delayed` calls).
     index_offsets: Vec<u32>,
     index_items: Vec<u32>,
 }
 
 impl KeyTable {
     fn with_capacity(n: usize) -> KeyTable {
-        let mut index_offsets = Vec::with_capacity(n + 1);
-        index_offsets.push(0);
         KeyTable {
             names: Vec::new(),
             name_of: Vec::with_capacity(n),
-            index_offsets,
+            index_offsets: Vec::new(),
             index_items: Vec::new(),
         }
     }
@@ -207,10 +208,17 @@ impl KeyTable {
     }
 
     fn push(&mut self, name: u32, index: &[u32]) -> Result<()> {
+        if self.index_offsets.is_empty() && !index.is_empty() {
+            // The first task with an index: every earlier one had none.
+            self.index_offsets.reserve_exact(self.name_of.capacity() + 1);
+            self.index_offsets.resize(self.name_of.len() + 1, 0);
+        }
         self.name_of.push(name);
-        self.index_items.extend_from_slice(index);
-        let end = u32::try_from(self.index_items.len()).map_err(|_| too_many("index entries"))?;
-        self.index_offsets.push(end);
+        if !self.index_offsets.is_empty() {
+            self.index_items.extend_from_slice(index);
+            let end = u32::try_from(self.index_items.len()).map_err(|_| too_many("index entries"))?;
+            self.index_offsets.push(end);
+        }
         Ok(())
     }
 
@@ -223,7 +231,10 @@ impl KeyTable {
     }
 
     fn index(&self, t: u32) -> &[u32] {
-        &self.index_items[self.index_offsets[t as usize] as usize..self.index_offsets[t as usize + 1] as usize]
+        match self.index_offsets.get(t as usize..t as usize + 2) {
+            Some(&[a, b]) => &self.index_items[a as usize..b as usize],
+            _ => &[],
+        }
     }
 
     fn key(&self, t: u32) -> Key {
@@ -385,7 +396,7 @@ impl Plan {
     }
 
     /// The index of task `id`'s key.
-    pub fn index(&self, id: u32) -> &[u32] {
+    pub fn key_index(&self, id: u32) -> &[u32] {
         self.keys.index(id)
     }
 
@@ -556,69 +567,36 @@ struct LayerTables<'g> {
     /// Borrowed from the graph: planning a million single-task layers
     /// touches no reference count.
     layers: Vec<&'g Layer>,
-    /// Each layer by name; layers with equal names (the same computation
-    /// built twice) share one entry. Probed once per edge of the walk, and
-    /// when expanding only for a key that names none of its task's layer's
-    /// dependencies by address.
-    by_name: HashMap<NameKey<'g>, u32, PassHash>,
+    /// Each layer's id with a 32-bit hash of its name, found by name;
+    /// layers with equal names (the same computation built twice) share one
+    /// entry. Eight bytes an entry; growing the table reads no name.
+    /// Probed once per edge of the walk, and when expanding only for a key
+    /// that names none of its task's layer's dependencies by address.
+    by_name: hashbrown::HashTable<(u32, u32)>,
     /// The ids of layer `l`'s dependencies, in its order, are
     /// `dep_ids[dep_base[l]..dep_base[l + 1]]`.
-    dep_base: Vec<usize>,
+    dep_base: Vec<u32>,
     dep_ids: Vec<u32>,
     /// Where layer `l`'s positions start in `ids`.
-    base: Vec<usize>,
+    base: Vec<u32>,
     ids: Vec<u32>,
+    /// The positions of the keys of explicit layers of more than
+    /// [`SCAN`] tasks not listed in index order, made on first lookup.
+    explicit: HashMap<u32, HashMap<Index, u32, FastHash>, FastHash>,
 }
 
 const UNSEEN: u32 = u32::MAX;
 
-/// A name with its [`crate::key::name_hash`], taken from the layer (so
-/// entering a layer reads no string) or computed for a lookup. Equal
-/// names compare by address first, by text only when the hashes agree.
-#[derive(Clone, Copy)]
-struct NameKey<'a> {
-    hash: u64,
-    name: &'a Name,
+/// The 32 bits of a name's hash kept in the planner's table.
+fn table_hash(name: &Name) -> u32 {
+    let h = crate::key::name_hash(name.as_str());
+    (h ^ (h >> 32)) as u32
 }
 
-impl PartialEq for NameKey<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.name == other.name
-    }
-}
-impl Eq for NameKey<'_> {}
-impl std::hash::Hash for NameKey<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Hands a [`NameKey`]'s hash (already mixed) to the table unchanged.
-#[derive(Clone, Copy, Default)]
-struct PassHash;
-
-impl std::hash::BuildHasher for PassHash {
-    type Hasher = PassHasher;
-    fn build_hasher(&self) -> PassHasher {
-        PassHasher(0)
-    }
-}
-
-struct PassHasher(u64);
-
-impl std::hash::Hasher for PassHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `NameKey`; anything else is folded in.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// A 32-bit hash spread over the 64 bits the table reads (its low bits
+/// pick the bucket, its top bits the tag).
+fn widen(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
 }
 
 /// Two layers under one name must be the same computation.
@@ -641,36 +619,41 @@ impl<'g> LayerTables<'g> {
     fn new(graph: &'g Graph) -> Result<Self> {
         const ROOT: usize = usize::MAX;
         let mut layers: Vec<&'g Layer> = Vec::new();
-        let mut by_name: HashMap<NameKey<'g>, u32, PassHash> = HashMap::with_hasher(PassHash);
-        let mut dep_base = Vec::new();
+        let mut by_name = hashbrown::HashTable::<(u32, u32)>::new();
+        let mut dep_base: Vec<u32> = Vec::new();
         let mut dep_ids: Vec<u32> = Vec::new();
-        let mut base = Vec::new();
-        let mut total = 0usize;
+        let mut base: Vec<u32> = Vec::new();
+        let mut total = 0u32;
         // Each entry: a layer, and the edge (a place in `dep_ids`) it was
         // reached by.
         let mut stack: Vec<(&'g Layer, usize)> = graph.roots().iter().rev().map(|l| (&**l, ROOT)).collect();
         while let Some((layer, edge)) = stack.pop() {
-            let key = NameKey {
-                hash: layer.name_hash(),
-                name: layer.name(),
-            };
-            let id = match by_name.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let first = layers[*e.get() as usize];
+            let hash = table_hash(layer.name());
+            let known = by_name
+                .find(widen(hash), |&(h, id)| {
+                    h == hash && layers[id as usize].name() == layer.name()
+                })
+                .map(|&(_, id)| id);
+            let id = match known {
+                Some(id) => {
+                    let first = layers[id as usize];
                     if !std::ptr::eq(first, layer) {
                         check_same_length(first, layer)?;
                     }
-                    *e.get()
+                    id
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
+                None => {
                     let id = layers.len() as u32;
-                    e.insert(id);
                     base.push(total);
-                    total += layer.len();
+                    total = u32::try_from(layer.len())
+                        .ok()
+                        .and_then(|len| total.checked_add(len))
+                        .ok_or_else(|| too_many("tasks"))?;
                     layers.push(layer);
+                    by_name.insert_unique(widen(hash), (hash, id), |&(h, _)| widen(h));
                     let deps = layer.deps();
                     let at = dep_ids.len();
-                    dep_base.push(at);
+                    dep_base.push(u32::try_from(at).map_err(|_| too_many("layer dependencies"))?);
                     dep_ids.resize(at + deps.len(), UNSEEN);
                     stack.extend(deps.iter().enumerate().rev().map(|(i, d)| (&**d, at + i)));
                     id
@@ -680,23 +663,25 @@ impl<'g> LayerTables<'g> {
                 dep_ids[edge] = id;
             }
         }
-        dep_base.push(dep_ids.len());
+        dep_base.push(u32::try_from(dep_ids.len()).map_err(|_| too_many("layer dependencies"))?);
         Ok(LayerTables {
             layers,
             by_name,
             dep_base,
             dep_ids,
             base,
-            ids: vec![UNSEEN; total],
+            ids: vec![UNSEEN; total as usize],
+            explicit: HashMap::default(),
         })
     }
 
     fn layer_of(&self, name: &Name) -> Option<u32> {
-        let key = NameKey {
-            hash: crate::key::name_hash(name.as_str()),
-            name,
-        };
-        self.by_name.get(&key).copied()
+        let hash = table_hash(name);
+        self.by_name
+            .find(widen(hash), |&(h, id)| {
+                h == hash && self.layers[id as usize].name() == name
+            })
+            .map(|&(_, id)| id)
     }
 
     /// The layer a task of layer `l` reads through the key name `name`:
@@ -704,7 +689,7 @@ impl<'g> LayerTables<'g> {
     /// usually come in the order of the dependencies), then any dependency
     /// of a short list by address, then the table.
     fn dep_of(&self, l: u32, next: &mut usize, name: &Name) -> Option<u32> {
-        let deps = &self.dep_ids[self.dep_base[l as usize]..self.dep_base[l as usize + 1]];
+        let deps = &self.dep_ids[self.dep_base[l as usize] as usize..self.dep_base[l as usize + 1] as usize];
         let addr = name.addr();
         let named = |d: u32| self.layers[d as usize].name().addr() == addr;
         if let Some(&d) = deps.get(*next)
@@ -725,11 +710,30 @@ impl<'g> LayerTables<'g> {
     /// the layer's own error when the index is not one of its keys.
     fn slot(&mut self, l: u32, index: &[u32]) -> Result<(u32, &mut u32)> {
         let layer = self.layers[l as usize];
-        let Some(pos) = layer.position(index) else {
+        let pos = match layer.body() {
+            LayerBody::Tasks(tasks)
+                if tasks.len() > SCAN
+                    && !matches!(index, [i] if tasks.get(*i as usize).is_some_and(|(k, _)| k.index.as_slice() == index)) =>
+            {
+                self.explicit
+                    .entry(l)
+                    .or_insert_with(|| {
+                        tasks
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (k, _))| (k.index.clone(), i as u32))
+                            .collect()
+                    })
+                    .get(index)
+                    .map(|&p| p as usize)
+            }
+            _ => layer.position(index),
+        };
+        let Some(pos) = pos else {
             return Err(layer.key_error(index));
         };
         let pos32 = u32::try_from(pos).map_err(|_| too_many("tasks in one layer"))?;
-        Ok((pos32, &mut self.ids[self.base[l as usize] + pos]))
+        Ok((pos32, &mut self.ids[self.base[l as usize] as usize + pos]))
     }
 }
 
@@ -795,7 +799,7 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         pending.clear();
         let mut next_dep = 0;
         let mut op = None;
-        layer.visit_task(&index, |part| {
+        let visit = |part: TaskPart<'_>| {
             match part {
                 TaskPart::Op(o) => op = Some(ops.intern(o)),
                 TaskPart::Literal(v) => slots.push_literal(v.clone())?,
@@ -818,7 +822,11 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                 }
             }
             Ok(())
-        })?;
+        };
+        match layer.body() {
+            LayerBody::Tasks(_) => layer.visit_explicit(pos as usize, visit)?,
+            _ => layer.visit_task(&index, visit)?,
+        }
         let op =
             op.ok_or_else(|| Error::graph(format!("task {} has no op", Key::new(layer.name().clone(), &index))))?;
         ops.of.push(op);
@@ -954,7 +962,7 @@ fn fuse(plan: Plan) -> Plan {
         }
         chain.reverse();
         let head = chain[0];
-        if keys.push(plan.keys.name_of[t as usize], plan.index(t)).is_err() {
+        if keys.push(plan.keys.name_of[t as usize], plan.keys.index(t)).is_err() {
             return plan;
         }
         for s in plan.slots(head) {
@@ -1267,6 +1275,58 @@ mod tests {
         let g = Graph::from_layer(layer);
         let plan = Plan::build(&g, &[Key::new(name, &[3])], &PlanOptions { fuse: false }).unwrap();
         assert_eq!(plan.len(), 1);
+    }
+
+    #[test]
+    fn explicit_layers_listed_in_any_order_find_every_key() {
+        // Two-dimensional keys listed backwards, and one-dimensional keys
+        // listed shuffled: the planner's own key table and the in-order
+        // shortcut must both give each key its own task.
+        let grid = Name::new("grid");
+        let mut cells: Vec<(Key, Task)> = Vec::new();
+        for i in (0..4u32).rev() {
+            for j in (0..5u32).rev() {
+                let v = i64::from(i * 10 + j);
+                cells.push((
+                    Key::new(grid.clone(), &[i, j]),
+                    Task::new(identity(), vec![Input::Literal(Arc::new(v))]),
+                ));
+            }
+        }
+        let row = Name::new("row");
+        let mut order: Vec<u32> = (0..12).collect();
+        order.swap(0, 7);
+        order.swap(3, 11);
+        let rows: Vec<(Key, Task)> = order
+            .iter()
+            .map(|&i| {
+                (
+                    Key::new(row.clone(), &[i]),
+                    Task::new(identity(), vec![Input::Key(Key::new(grid.clone(), &[i % 4, i % 5]))]),
+                )
+            })
+            .collect();
+        let grid_layer = Layer::new(grid.clone(), vec![], LayerBody::Tasks(cells));
+        let row_layer = Layer::new(row.clone(), vec![grid_layer], LayerBody::Tasks(rows));
+        let g = Graph::from_layer(row_layer);
+        let outputs: Vec<Key> = (0..12).map(|i| Key::new(row.clone(), &[i])).collect();
+        let plan = Plan::build(&g, &outputs, &PlanOptions { fuse: false }).unwrap();
+        for (o, &t) in plan.outputs().iter().enumerate() {
+            assert_eq!(plan.key(t), outputs[o]);
+            let [SlotRef::Task(cell)] = plan.slots(t).collect::<Vec<_>>()[..] else {
+                panic!("row {o} reads one cell");
+            };
+            let i = o as u32;
+            assert_eq!(plan.key(cell), Key::new(grid.clone(), &[i % 4, i % 5]));
+            let [SlotRef::Literal(v)] = plan.slots(cell).collect::<Vec<_>>()[..] else {
+                panic!("a cell holds one literal");
+            };
+            assert_eq!(*v.downcast_ref::<i64>().unwrap(), i64::from((i % 4) * 10 + i % 5));
+        }
+        let missing = Plan::build(&g, &[Key::new(grid, &[4, 0])], &PlanOptions::default())
+            .err()
+            .unwrap();
+        assert!(missing.to_string().contains("not in layer"), "{missing}");
     }
 
     #[test]
