@@ -1,6 +1,12 @@
 //! The fast path of `read_json_lines`: a serde `Deserializer` over one line
 //! of UTF-8 text, for the common case.
 //!
+//! A line ends at `\n`, which is therefore not whitespace here (a document
+//! that spans lines is no JSON line): [`from_line`] parses the document at
+//! the start of a run of lines and tells where its line ends, so that the
+//! reader need not look for the line's end first; [`from_str`] parses a
+//! line already cut.
+//!
 //! Strings are borrowed from the line when they have no escapes, or
 //! unescaped with serde_json's rules. Integers of up to 19 digits are parsed
 //! here; any other number token (a fraction, an exponent, more digits, `-0`)
@@ -19,8 +25,9 @@
 //!
 //! Why it is faster than serde_json on the same line: no generic reader,
 //! no position bookkeeping for messages (there are none), strings scanned
-//! eight bytes at a time, integers without overflow checks for their first
-//! 19 digits.
+//! eight bytes at a time, integers of up to eight digits read from one
+//! eight-byte word without a loop, no overflow checks for the first 19
+//! digits.
 
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
@@ -50,18 +57,27 @@ type R<T> = Result<T, Bail>;
 /// fails them.
 const DEPTH: u32 = 120;
 
-/// Parses `text` as one JSON document of type `T`, or gives up.
+/// Parses `text`, one line, as one JSON document of type `T`, or gives up.
 pub(crate) fn from_str<'de, T: de::Deserialize<'de>>(text: &'de str) -> R<T> {
-    let mut de = Deserializer {
-        s: text.as_bytes(),
-        text,
-        pos: 0,
-        depth: 0,
-        scratch: Vec::new(),
-    };
+    let mut de = Deserializer::new(text);
     let value = T::deserialize(&mut de)?;
     de.skip_ws();
     if de.pos == de.s.len() { Ok(value) } else { Err(Bail) }
+}
+
+/// Parses the line at the start of `text` (lines ending in `\n`) as one
+/// JSON document of type `T`, or gives up: the record, and the length of
+/// the line (the index of the `\n` that ends it, which must be there).
+/// Whitespace before and after the document is part of the line.
+pub(crate) fn from_line<'de, T: de::Deserialize<'de>>(text: &'de str) -> R<(T, usize)> {
+    let mut de = Deserializer::new(text);
+    let value = T::deserialize(&mut de)?;
+    de.skip_ws();
+    if de.peek() == Some(b'\n') {
+        Ok((value, de.pos))
+    } else {
+        Err(Bail)
+    }
 }
 
 struct Deserializer<'de> {
@@ -112,19 +128,27 @@ fn word_at(s: &[u8], i: usize) -> Option<u64> {
     Some(u64::from_le_bytes(*bytes))
 }
 
-/// The value of eight ASCII digits in a little-endian word (first digit in
-/// the lowest byte), if they are all digits: three multiplications instead
-/// of eight (the method of simdjson's `parse_eight_digits_unrolled`).
+/// How many of the bytes of a little-endian word, from the lowest, are
+/// ASCII digits before the first that is not (8 if all are).
 #[inline(always)]
-fn eight_digits(w: u64) -> Option<u64> {
-    // Every byte in 0x30..=0x39: high nibble 3, and no carry out of the
-    // low nibble when 6 is added.
-    let digits = (w & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030
-        && (w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) == 0x3030_3030_3030_3030;
-    if !digits {
-        return None;
-    }
-    let w = w - 0x3030_3030_3030_3030;
+fn digit_run(w: u64) -> usize {
+    // A byte's high bit after adding 0x46 (≥ 0x3a), after subtracting 0x30
+    // (< 0x30), or in the byte itself (not ASCII) marks a non-digit. Carries
+    // and borrows run upwards only, from a byte that is itself marked: the
+    // lowest mark is exact.
+    let marks = (w.wrapping_add(ONES * 0x46) | w.wrapping_sub(ONES * 0x30) | w) & HIGHS;
+    (marks.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (1 to 8) bytes of a little-endian word, all
+/// ASCII digits (first digit in the lowest byte): three multiplications
+/// (the method of simdjson's `parse_eight_digits_unrolled`, with the
+/// digits moved to the top so that the missing ones are leading zeros).
+#[inline(always)]
+fn digits_value(w: u64, n: usize) -> u64 {
+    // Bytes below `n` are exact after the subtraction (borrows run
+    // upwards). (For `n = 0` the value is meaningless.)
+    let w = w.wrapping_sub(ONES * 0x30) << ((8 * (8 - n) as u32) & 63);
     // Pairs of digits, then all eight; the products wrap by design, the
     // value is in the low 32 bits of the last shift.
     let w = w.wrapping_mul(10).wrapping_add(w >> 8);
@@ -132,7 +156,7 @@ fn eight_digits(w: u64) -> Option<u64> {
         .wrapping_mul(100 + (1_000_000 << 32))
         .wrapping_add(((w >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
         >> 32;
-    Some(w & 0xFFFF_FFFF)
+    w & 0xFFFF_FFFF
 }
 
 /// Bytes of `w` equal to `b`: their high bit set (exact for the lowest).
@@ -144,14 +168,26 @@ fn has_byte(w: u64, b: u8) -> u64 {
 
 impl<'de> Deserializer<'de> {
     #[inline(always)]
+    fn new(text: &'de str) -> Self {
+        Deserializer {
+            s: text.as_bytes(),
+            text,
+            pos: 0,
+            depth: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
 
+    /// Skips whitespace within the line (JSON's, but `\n`: the line's end).
     #[inline(always)]
     fn skip_ws(&mut self) {
         while let Some(&b) = self.s.get(self.pos) {
-            if b == b' ' || b == b'\n' || b == b'\t' || b == b'\r' {
+            if b == b' ' || b == b'\t' || b == b'\r' {
                 self.pos += 1;
             } else {
                 break;
@@ -229,8 +265,10 @@ impl<'de> Deserializer<'de> {
         match self.s.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
-                // A quote is ASCII: both ends are on character boundaries.
-                self.text.get(start..i).map(Str::Borrowed).ok_or(Bail)
+                // Both ends are next to a quote, which is ASCII: they are
+                // on character boundaries, the slice cannot fail. (Indexing,
+                // which is inlined, where `get` was not.)
+                Ok(Str::Borrowed(&self.text[start..i]))
             }
             Some(b'\\') => self.escaped(start, i),
             _ => Err(Bail),
@@ -319,40 +357,86 @@ impl<'de> Deserializer<'de> {
     fn parse_number<V: Visitor<'de>>(&mut self, kind: Kind, visitor: V) -> R<V::Value> {
         let start = self.pos;
         let s = self.s;
-        let negative = s.get(self.pos) == Some(&b'-');
+        let negative = s.get(start) == Some(&b'-');
+        let digits = start + negative as usize;
+        // The eight bytes from the first digit; near the end of the text,
+        // the last eight shifted down, zeros (not digits) coming in on top.
+        let w = match word_at(s, digits) {
+            Some(w) => w,
+            None => match s.len().checked_sub(8).and_then(|last| word_at(s, last)) {
+                Some(w) if digits < s.len() => w >> (8 * (digits + 8 - s.len())),
+                _ => return self.parse_number_bytewise(start, negative, kind, visitor),
+            },
+        };
+        let n = digit_run(w);
+        let (v, end, next) = if n < 8 {
+            // The whole integer and the byte after it are in `w`.
+            (digits_value(w, n), digits + n, (w >> (8 * n)) as u8)
+        } else {
+            let mut v = digits_value(w, 8);
+            let mut p = digits + 8;
+            let mut next = 0u8;
+            while let Some(&b) = s.get(p) {
+                let d = b.wrapping_sub(b'0');
+                if d > 9 {
+                    next = b;
+                    break;
+                }
+                v = v.wrapping_mul(10).wrapping_add(d as u64);
+                p += 1;
+            }
+            (v, p, next)
+        };
+        let n = end - digits;
+        let plain = n > 0
+            && n <= 19
+            && !(n > 1 && w as u8 == b'0')
+            && !matches!(next, b'.' | b'e' | b'E')
+            // `-0` is a float to serde_json; below i64::MIN too.
+            && !(negative && (v == 0 || v > 1 << 63));
+        if !plain {
+            return self.number_by_serde_json(start, kind, visitor);
+        }
+        self.pos = end;
         if negative {
-            self.pos += 1;
+            visitor.visit_i64((v as i64).wrapping_neg())
+        } else {
+            visitor.visit_u64(v)
         }
-        let digits = self.pos;
+    }
+
+    /// [`parse_number`] near the end of the text, where fewer than eight
+    /// bytes follow the sign.
+    #[cold]
+    #[inline(never)]
+    fn parse_number_bytewise<V: Visitor<'de>>(
+        &mut self,
+        start: usize,
+        negative: bool,
+        kind: Kind,
+        visitor: V,
+    ) -> R<V::Value> {
+        let s = self.s;
+        let digits = start + negative as usize;
+        let mut p = digits;
         let mut v: u64 = 0;
-        if let Some(eight) = word_at(s, self.pos).and_then(eight_digits) {
-            v = eight;
-            self.pos += 8;
-        }
-        while let Some(&b) = s.get(self.pos) {
+        while let Some(&b) = s.get(p) {
             let d = b.wrapping_sub(b'0');
             if d > 9 {
                 break;
             }
             v = v.wrapping_mul(10).wrapping_add(d as u64);
-            self.pos += 1;
+            p += 1;
         }
-        let n = self.pos - digits;
-        let plain = n > 0
-            && n <= 19
-            && !(n > 1 && s[digits] == b'0')
-            && !matches!(s.get(self.pos), Some(b'.' | b'e' | b'E'))
-            // `-0` is a float to serde_json.
-            && !(negative && v == 0);
-        if !plain {
+        let n = p - digits;
+        // Fewer than eight digits here: no overflow, nor below i64::MIN.
+        let leading_zero = n > 1 && s[digits] == b'0';
+        let not_integer = matches!(s.get(p), Some(b'.' | b'e' | b'E'));
+        if n == 0 || leading_zero || not_integer || (negative && v == 0) {
             return self.number_by_serde_json(start, kind, visitor);
         }
+        self.pos = p;
         if negative {
-            // At most 19 digits: below 10^19, so `-v` may still be below
-            // i64::MIN, which serde_json makes a float.
-            if v > 1 << 63 {
-                return self.number_by_serde_json(start, kind, visitor);
-            }
             visitor.visit_i64((v as i64).wrapping_neg())
         } else {
             visitor.visit_u64(v)
@@ -933,29 +1017,79 @@ mod tests {
     }
 
     #[test]
-    fn eight_digits_at_once() {
+    fn digits_are_counted_and_valued_a_word_at_a_time() {
+        let digits = b"9081726354";
+        for n in 0..=8 {
+            for stop in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+                // `n` digits, a byte that is not one, then anything.
+                let mut bytes = [stop; 8];
+                bytes[..n].copy_from_slice(&digits[..n]);
+                for (i, b) in bytes.iter_mut().enumerate().skip(n + 1) {
+                    *b = (i as u8).wrapping_mul(37).wrapping_add(stop);
+                }
+                let w = u64::from_le_bytes(bytes);
+                assert_eq!(digit_run(w), n, "{bytes:?}");
+                if n > 0 {
+                    let value: u64 = std::str::from_utf8(&digits[..n]).unwrap().parse().unwrap();
+                    assert_eq!(digits_value(w, n), value, "{bytes:?}");
+                }
+            }
+        }
         for x in [
             0u64, 1, 9, 10, 12_345_678, 99_999_999, 10_000_000, 90_807_060, 1_000_001,
         ] {
-            let text = format!("{x:08}");
-            let w = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
-            assert_eq!(eight_digits(w), Some(x), "{text}");
+            let w = u64::from_le_bytes(format!("{x:08}").as_bytes().try_into().unwrap());
+            assert_eq!((digit_run(w), digits_value(w, 8)), (8, x));
         }
-        for text in ["1234567a", "/1234567", "12345:78", "        ", "-1234567"] {
-            let w = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
-            assert_eq!(eight_digits(w), None, "{text}");
+    }
+
+    #[test]
+    fn integers_of_every_length_anywhere_in_the_line() {
+        // Every length from 1 to 21 digits, with and without a sign, at the
+        // end of the text (fewer than eight bytes after the first digit)
+        // and inside it, and followed by a fraction or exponent.
+        let mut x: u128 = 0;
+        for d in 1..=21u128 {
+            x = x * 10 + d % 10;
+            for sign in ["", "-"] {
+                for tail in ["", ".5", "e2", "E-1", "5"] {
+                    let t = format!("{sign}{x}{tail}");
+                    for text in [
+                        t.clone(),
+                        format!("[{t}]"),
+                        format!("[{t}, 1]"),
+                        format!("{{\"k\":{t}}}"),
+                        format!("{{\"k\":{t},\"padding\":\"long enough\"}}"),
+                        format!("  {t}  "),
+                    ] {
+                        let fast: Value = from_str(&text).unwrap_or_else(|_| panic!("gave up on {text}"));
+                        let slow: Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(fast.to_string(), slow.to_string(), "{text}");
+                        for_each_integer_type_agrees(&text);
+                    }
+                }
+            }
         }
-        // Integers of every length from 1 to 20 digits, through the fast path.
-        let mut x: u64 = 0;
-        for d in 1..=20u64 {
-            x = x.wrapping_mul(10).wrapping_add(d % 10);
-            let text = x.to_string();
-            assert_eq!(from_str::<u64>(&text).ok(), Some(x), "{text}");
-            assert_eq!(
-                from_str::<i64>(&format!("-{text}")).ok(),
-                serde_json::from_str::<i64>(&format!("-{text}")).ok()
-            );
+        // Leading zeros and bare signs are left to serde_json (which fails them).
+        for bad in ["01", "-01", "00", "-", "-a", "[01]", "[-]", "{\"k\":0123456789}"] {
+            assert!(from_str::<Value>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The fast path gives serde_json's integer of each type, or gives up.
+    fn for_each_integer_type_agrees(text: &str) {
+        fn check<T: for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(text: &str) {
+            if let Ok(fast) = from_str::<T>(text) {
+                assert_eq!(Some(fast), serde_json::from_str::<T>(text).ok(), "{text}");
+            }
+        }
+        check::<u64>(text);
+        check::<i64>(text);
+        check::<u8>(text);
+        check::<i32>(text);
+        check::<Vec<i64>>(text);
+        check::<Vec<u64>>(text);
     }
 
     #[test]
@@ -1077,9 +1211,45 @@ mod tests {
                     agrees::<Value>(text);
                     agrees::<Account>(text);
                     agrees::<(u64, String, i8, Vec<Transaction>, Option<u8>, bool, bool, Value)>(text);
+                    // Parsed to the end of its line, followed by more lines: the
+                    // same record, and the line's length.
+                    let lines = format!("{text}\n{{\"next\":1}}\n");
+                    let whole = from_str::<Value>(text).ok().map(|v| (v, text.len()));
+                    assert_eq!(from_line::<Value>(&lines).ok(), whole, "{text}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_line_ends_at_its_newline() {
+        let good = [
+            ("{\"a\":1}\n", 7),
+            ("  [1, 2] \t\r\n[3]\n", 11),
+            ("12345\n6", 5),
+            ("-7\n", 2),
+            ("\"s\"\r\r\nx", 5),
+        ];
+        for (text, len) in good {
+            let (value, n) = from_line::<Value>(text).unwrap_or_else(|_| panic!("gave up on {text:?}"));
+            assert_eq!(n, len, "{text:?}");
+            assert_eq!(value, serde_json::from_str::<Value>(&text[..n]).unwrap(), "{text:?}");
+        }
+        // No line end, a document over two lines, a blank line, a newline
+        // inside a string, something after the document: left to the
+        // reader (which cuts the line and parses it alone).
+        for bad in [
+            "{\"a\":1}",
+            "{\"a\":\n1}\n",
+            "\n",
+            "  \n",
+            "\"a\nb\"\n",
+            "1 2\n",
+            "[1]x\n",
+        ] {
+            assert!(from_line::<Value>(bad).is_err(), "{bad:?}");
+        }
+        assert!(from_str::<Value>("[1,\n2]").is_err());
     }
 
     #[test]

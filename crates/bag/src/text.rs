@@ -27,6 +27,13 @@
 //! string, say, or any error. Records, and the messages of bad lines, are
 //! serde_json's either way.
 //!
+//! A task reads its block into one buffer (256 KiB, no second copy of
+//! lines), checks the UTF-8 of all the whole lines in it at once, and hands
+//! out each line as a slice of that text. The JSON fast path parses a line
+//! straight from the buffer and finds its end as it goes (a document ends
+//! its line, `\n` is no whitespace inside it); a line it does not take is
+//! cut at its `\n` and parsed on its own, as above.
+//!
 //! # Bad input
 //!
 //! A line that is not UTF-8 (for text) or not a valid record (for JSON)
@@ -470,63 +477,159 @@ impl LinePos<'_> {
     }
 }
 
-/// Reads the lines of a block, calling `on_line` with each line (without its
-/// line ending) and its position.
-fn read_block(block: &TextBlock, on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) -> Flow) -> Flow {
+/// One line of a block, without its line ending.
+struct Line<'a> {
+    /// Its bytes.
+    bytes: &'a [u8],
+    /// Its text: `Some` exactly when the line is valid UTF-8 (checked once
+    /// for many lines at a time, see [`read_lines`]).
+    text: Option<&'a str>,
+}
+
+/// What [`read_lines`] hands the lines to.
+trait OnLine {
+    /// Whether [`OnLine::ahead`] may take lines.
+    const AHEAD: bool;
+
+    /// Takes the line at the start of `rest` (whole lines of text, the last
+    /// ending in `\n`) if it can find the line's end by itself as it reads
+    /// it: `Some(Ok(n))` when `rest[n]` is the `\n` ending the line; `None`
+    /// to have the line cut and handed to [`OnLine::line`] instead.
+    fn ahead(&mut self, rest: &str) -> Option<std::result::Result<usize, Stop>>;
+
+    /// Takes one line.
+    fn line(&mut self, line: Line<'_>, pos: &LinePos<'_>) -> Flow;
+}
+
+/// Reads the lines of a block into `on_line`.
+fn read_block(block: &TextBlock, on_line: &mut impl OnLine) -> Flow {
     let path = block.path.as_path();
-    let file = File::open(path).map_err(|e| io_error(format!("cannot open {}: {e}", path.display())))?;
+    let mut file = File::open(path).map_err(|e| io_error(format!("cannot open {}: {e}", path.display())))?;
     if block.gzip {
-        let reader = BufReader::with_capacity(BUFFER, MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file)));
-        return read_lines(reader, path, 0, None, true, on_line);
+        let reader = MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file));
+        let extent = Extent {
+            path,
+            start: 0,
+            skip_first: false,
+            end: None,
+            gzip: true,
+        };
+        return read_lines(reader, &extent, BUFFER, on_line);
     }
-    let mut reader = BufReader::with_capacity(BUFFER, file);
-    let mut pos = block.start;
+    let mut from = block.start;
     if block.start > 0 {
         // The line holding byte `start - 1` belongs to the previous block
-        // unless that byte ends it.
-        let read_error = |e: io::Error| io_error(format!("cannot read {}: {e}", path.display()));
-        reader.seek(SeekFrom::Start(block.start - 1)).map_err(read_error)?;
-        let skipped = reader.skip_until(b'\n').map_err(read_error)?;
-        pos = block.start - 1 + skipped as u64;
+        // unless that byte ends it: read from there, skipping to the first
+        // line start.
+        from = block.start - 1;
+        file.seek(SeekFrom::Start(from))
+            .map_err(|e| io_error(format!("cannot read {}: {e}", path.display())))?;
     }
-    read_lines(reader, path, pos, block.end, false, on_line)
+    let extent = Extent {
+        path,
+        start: from,
+        skip_first: block.start > 0,
+        end: block.end,
+        gzip: false,
+    };
+    read_lines(file, &extent, BUFFER, on_line)
 }
 
-/// The index of the first `\n` in `bytes`: eight bytes at a time (a
-/// zero-byte test on the word XOR-ed with newlines), then the tail.
-#[inline]
-fn find_newline(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const NEWLINES: u64 = ONES * b'\n' as u64;
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0;
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        let x = u64::from_le_bytes(word) ^ NEWLINES;
-        // Exact for the lowest zero byte (borrows only run upwards).
-        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+/// The UTF-8 check of a run of whole lines, done once for many lines: the
+/// text of `bytes[from..end]`, the longest valid stretch from `from` (a
+/// line start).
+struct Checked<'a> {
+    from: usize,
+    end: usize,
+    text: &'a str,
+}
+
+impl<'a> Checked<'a> {
+    /// Checks `bytes` from `from` up to its end or its first invalid byte.
+    fn from(bytes: &'a [u8], from: usize) -> Checked<'a> {
+        let rest = &bytes[from..];
+        let valid = match std::str::from_utf8(rest) {
+            Ok(text) => {
+                return Checked {
+                    from,
+                    end: bytes.len(),
+                    text,
+                };
+            }
+            Err(e) => e.valid_up_to(),
+        };
+        Checked {
+            from,
+            end: from + valid,
+            // Valid by the check above.
+            text: std::str::from_utf8(&rest[..valid]).unwrap_or_default(),
         }
-        at += 8;
     }
-    words.remainder().iter().position(|&b| b == b'\n').map(|i| at + i)
+
+    /// The text of `bytes[a..b]`, a line at or after the last one asked
+    /// for, if it is valid. When the last check stopped at an invalid byte
+    /// before the line, the check goes on from the line's start.
+    #[inline]
+    fn line(&mut self, bytes: &'a [u8], a: usize, b: usize) -> Option<&'a str> {
+        self.reach(bytes, a);
+        if b <= self.end {
+            // `a` and `b` are line boundaries: character boundaries.
+            self.text.get(a - self.from..b - self.from)
+        } else {
+            None
+        }
+    }
+
+    /// The text of `bytes[a..]` (`a` a line start at or after the last one
+    /// asked for) up to the end of the check: the lines from `a` that are
+    /// valid, and the valid start of the first that is not. `None` when the
+    /// line at `a` starts with an invalid byte.
+    #[inline]
+    fn rest(&mut self, bytes: &'a [u8], a: usize) -> Option<&'a str> {
+        self.reach(bytes, a);
+        if a < self.end {
+            self.text.get(a - self.from..)
+        } else {
+            None
+        }
+    }
+
+    /// Checks again from `a` if the last check stopped before `a`.
+    #[inline(always)]
+    fn reach(&mut self, bytes: &'a [u8], a: usize) {
+        if a > self.end {
+            *self = Checked::from(bytes, a);
+        }
+    }
 }
 
-/// Reads lines from `start` (a line start) up to the line that crosses
-/// `end`. A line lying whole in the reader's buffer is handed out from the
-/// buffer itself; only a line cut by the buffer's end is copied (into
-/// `partial`).
-fn read_lines<R: BufRead>(
-    mut reader: R,
-    path: &Path,
+/// What [`read_lines`] reads: from byte `start` of `path` up to the line
+/// that crosses `end`. With `skip_first`, `start` is the byte before the
+/// block: the bytes up to the first `\n` from there belong to the previous
+/// block.
+struct Extent<'a> {
+    path: &'a Path,
     start: u64,
+    skip_first: bool,
     end: Option<u64>,
     gzip: bool,
-    on_line: &mut dyn FnMut(&[u8], &LinePos<'_>) -> Flow,
-) -> Flow {
+}
+
+/// Reads the lines of `extent` from `reader` (which is at its start) into
+/// `on_line`. Lines are handed out from a buffer of `capacity` bytes (grown
+/// for a longer line) into which the reader reads directly; the whole lines
+/// in it are checked for UTF-8 at once, and a line's text is a slice of
+/// that check. A line is offered to [`OnLine::ahead`] first, which may find
+/// its end as it parses it; else its end is searched for and it goes to
+/// [`OnLine::line`].
+fn read_lines<R: Read, O: OnLine>(mut reader: R, extent: &Extent<'_>, capacity: usize, on_line: &mut O) -> Flow {
+    let Extent {
+        path,
+        start,
+        skip_first,
+        end,
+        gzip,
+    } = *extent;
     let read_error = |e: io::Error| {
         if gzip {
             io_error(format!(
@@ -537,9 +640,13 @@ fn read_lines<R: BufRead>(
             io_error(format!("cannot read {}: {e}", path.display()))
         }
     };
-    let mut partial: Vec<u8> = Vec::new();
-    // Where the next line starts (the partial one, if any).
+    let mut buf = vec![0u8; capacity.max(1)];
+    // `buf[..len]` holds bytes read and not yet handed out, from file
+    // offset `pos`; `first` is the offset of the block's first line.
+    let mut len = 0;
     let mut pos = start;
+    let mut skipping = skip_first;
+    let mut first = start;
     let mut rel = 0u64;
     let strip = |line: &[u8]| -> usize {
         match line.strip_suffix(b"\r") {
@@ -548,49 +655,82 @@ fn read_lines<R: BufRead>(
         }
     };
     loop {
-        if partial.is_empty() && end.is_some_and(|end| pos >= end) {
-            return Ok(());
+        let n = loop {
+            match reader.read(&mut buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e).into()),
+            }
+        };
+        len += n;
+        let bytes = &buf[..len];
+        let mut at = 0;
+        if skipping {
+            match memchr::memchr(b'\n', bytes) {
+                Some(i) => {
+                    at = i + 1;
+                    skipping = false;
+                    first = pos + at as u64;
+                }
+                None => at = len,
+            }
         }
-        let available = reader.fill_buf().map_err(read_error)?;
-        if available.is_empty() {
-            // The last line, without a line ending (a `\r` there is kept).
-            if !partial.is_empty() {
-                on_line(
-                    &partial,
-                    &LinePos {
-                        path,
-                        first: start,
-                        rel,
+        if n == 0 {
+            // The end: the last line, without a line ending (a `\r` there
+            // is kept), unless it belongs to the previous block or starts at
+            // or after `end`.
+            let starts = pos + at as u64;
+            if at < len && !skipping && end.is_none_or(|end| starts < end) {
+                let line = &bytes[at..];
+                on_line.line(
+                    Line {
+                        bytes: line,
+                        text: std::str::from_utf8(line).ok(),
                     },
+                    &LinePos { path, first, rel },
                 )?;
             }
             return Ok(());
         }
-        let Some(i) = find_newline(available) else {
-            partial.extend_from_slice(available);
-            let n = available.len();
-            reader.consume(n);
-            continue;
-        };
-        let pos_line = LinePos {
-            path,
-            first: start,
-            rel,
-        };
-        let taken = i + 1;
-        if partial.is_empty() {
-            let line = &available[..i];
-            on_line(&line[..strip(line)], &pos_line)?;
-            pos += taken as u64;
-        } else {
-            partial.extend_from_slice(&available[..i]);
-            let n = strip(&partial);
-            on_line(&partial[..n], &pos_line)?;
-            pos += (partial.len() + 1) as u64;
-            partial.clear();
+        // The whole lines in the buffer.
+        let whole = memchr::memrchr(b'\n', &bytes[at..]).map_or(at, |i| at + i + 1);
+        let mut checked = Checked::from(&bytes[..whole], at);
+        while at < whole {
+            if end.is_some_and(|end| pos + at as u64 >= end) {
+                return Ok(());
+            }
+            let line_pos = LinePos { path, first, rel };
+            if O::AHEAD
+                && let Some(rest) = checked.rest(&bytes[..whole], at)
+                && let Some(taken) = on_line.ahead(rest)
+            {
+                rel += 1;
+                at += taken? + 1;
+                continue;
+            }
+            let i = at + memchr::memchr(b'\n', &bytes[at..whole]).unwrap_or(whole - at - 1);
+            let line = &bytes[at..i];
+            let cut = at + strip(line);
+            on_line.line(
+                Line {
+                    bytes: &bytes[at..cut],
+                    text: checked.line(&bytes[..whole], at, cut),
+                },
+                &line_pos,
+            )?;
+            rel += 1;
+            at = i + 1;
         }
-        reader.consume(taken);
-        rel += 1;
+        if end.is_some_and(|end| pos + at as u64 >= end) {
+            return Ok(());
+        }
+        // Keep the start of a line cut by the buffer's end, and make room.
+        buf.copy_within(at..len, 0);
+        len -= at;
+        pos += at as u64;
+        if len == buf.len() {
+            buf.resize(2 * len, 0);
+        }
     }
 }
 
@@ -616,11 +756,50 @@ fn bad_line(bad_lines: Option<&BadLines>, pos: &LinePos<'_>, column: Option<usiz
     }
 }
 
-type LineParser<T> = dyn Fn(&[u8], &LinePos<'_>, Option<&BadLines>, &mut Sink<'_, T>) -> Flow + Send + Sync;
+/// Turns each line of a block into records.
+trait LineParser<T>: Send + Sync + 'static {
+    /// Pushes the records of `line` into `sink`; a bad line fails, or is
+    /// counted in `bad` (see [`bad_line`]).
+    fn parse(&self, line: Line<'_>, pos: &LinePos<'_>, bad: Option<&BadLines>, sink: &mut Sink<'_, T>) -> Flow;
+
+    /// Whether [`LineParser::parse_ahead`] may take lines.
+    const AHEAD: bool = false;
+
+    /// Pushes the records of the line at the start of `rest` (see
+    /// [`OnLine::ahead`]) if this parser finds the line's end as it parses
+    /// it, and the line is good: the index of that end. `None` leaves the
+    /// line to [`LineParser::parse`].
+    #[inline(always)]
+    fn parse_ahead(&self, rest: &str, sink: &mut Sink<'_, T>) -> Option<std::result::Result<usize, Stop>> {
+        let _ = (rest, sink);
+        None
+    }
+}
+
+/// A block's lines going through a [`LineParser`] into a sink.
+struct Parsing<'a, 's, P, T> {
+    parse: &'a P,
+    bad: Option<&'a BadLines>,
+    sink: &'a mut Sink<'s, T>,
+}
+
+impl<P: LineParser<T>, T> OnLine for Parsing<'_, '_, P, T> {
+    const AHEAD: bool = P::AHEAD;
+
+    #[inline(always)]
+    fn ahead(&mut self, rest: &str) -> Option<std::result::Result<usize, Stop>> {
+        self.parse.parse_ahead(rest, self.sink)
+    }
+
+    #[inline(always)]
+    fn line(&mut self, line: Line<'_>, pos: &LinePos<'_>) -> Flow {
+        self.parse.parse(line, pos, self.bad, self.sink)
+    }
+}
 
 /// A stage reading a text block (its one input), each line turned into
 /// records by `parse`; bad lines fail it, or are counted in `bad_lines`.
-fn block_stage<T: Element>(parse: Arc<LineParser<T>>, bad_lines: Option<BadLines>) -> Stage<T> {
+fn block_stage<T: Element>(parse: impl LineParser<T>, bad_lines: Option<BadLines>) -> Stage<T> {
     Arc::new(move |args: &[Value], sink: &mut Sink<'_, T>| {
         let value = arg(args, 0)?;
         // Decoded here when the block came from another process.
@@ -633,7 +812,12 @@ fn block_stage<T: Element>(parse: Arc<LineParser<T>>, bad_lines: Option<BadLines
             }
         };
         let before = bad_lines.as_ref().map(BadLines::count);
-        let flow = read_block(block, &mut |line, pos| parse(line, pos, bad_lines.as_ref(), &mut *sink));
+        let mut parsing = Parsing {
+            parse: &parse,
+            bad: bad_lines.as_ref(),
+            sink: &mut *sink,
+        };
+        let flow = read_block(block, &mut parsing);
         if let (Some(b), Some(before)) = (&bad_lines, before) {
             let skipped = b.count().saturating_sub(before);
             if skipped > 0 {
@@ -647,13 +831,13 @@ fn block_stage<T: Element>(parse: Arc<LineParser<T>>, bad_lines: Option<BadLines
 /// The stage of [`read_text`] without skipping bad lines (what another
 /// process rebuilds).
 pub(crate) fn text_stage() -> Stage<String> {
-    block_stage(text_parser(), None)
+    block_stage(TextLines, None)
 }
 
 /// The stage of [`read_json_lines`] without skipping bad lines (what
 /// another process rebuilds).
 pub(crate) fn json_stage<T: Element>() -> Stage<T> {
-    block_stage(json_parser::<T>(), None)
+    block_stage(JsonLines::<T>::new(), None)
 }
 
 /// A bag over the lines of `paths`, each line turned into records by `parse`.
@@ -663,7 +847,7 @@ fn text_source<T: Element>(
     paths: Paths,
     options: &ReadOptions,
     kind: &str,
-    parse: Arc<LineParser<T>>,
+    parse: impl LineParser<T>,
     spec: SourceSpec,
 ) -> Result<Bag<T>> {
     let files = paths.resolve()?;
@@ -711,14 +895,22 @@ pub fn read_text(paths: impl Into<Paths>) -> Result<Bag<String>> {
 
 /// [`read_text`] with options (block size, compression, skipping bad lines).
 pub fn read_text_with(paths: impl Into<Paths>, options: &ReadOptions) -> Result<Bag<String>> {
-    text_source(paths.into(), options, "read-text", text_parser(), SourceSpec::Text)
+    text_source(paths.into(), options, "read-text", TextLines, SourceSpec::Text)
 }
 
-fn text_parser() -> Arc<LineParser<String>> {
-    Arc::new(|line, pos, bad, sink| match std::str::from_utf8(line) {
-        Ok(s) => sink(s.to_string()),
-        Err(e) => bad_line(bad, pos, Some(e.valid_up_to() + 1), format!("not valid UTF-8: {e}")),
-    })
+/// The lines of [`read_text`]: each line is a record.
+struct TextLines;
+
+impl LineParser<String> for TextLines {
+    fn parse(&self, line: Line<'_>, pos: &LinePos<'_>, bad: Option<&BadLines>, sink: &mut Sink<'_, String>) -> Flow {
+        match line.text {
+            Some(s) => sink(s.to_string()),
+            None => match std::str::from_utf8(line.bytes) {
+                Ok(s) => sink(s.to_string()),
+                Err(e) => bad_line(bad, pos, Some(e.valid_up_to() + 1), format!("not valid UTF-8: {e}")),
+            },
+        }
+    }
 }
 
 /// JSON lines (one JSON document per line) parsed into records of type `T`,
@@ -751,51 +943,100 @@ pub fn read_json_lines_with<T: Element>(paths: impl Into<Paths>, options: &ReadO
         paths.into(),
         options,
         "read-json-lines",
-        json_parser::<T>(),
+        JsonLines::<T>::new(),
         SourceSpec::JsonLines,
     )
 }
 
-fn json_parser<T: Element>() -> Arc<LineParser<T>> {
-    let type_name = short_type_name(std::any::type_name::<T>());
-    let parse: Arc<LineParser<T>> = Arc::new(move |line, pos, bad, sink| {
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            return Ok(());
+/// The lines of [`read_json_lines`]: each line not blank is a record of
+/// type `T`.
+struct JsonLines<T> {
+    type_name: &'static str,
+    record: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> JsonLines<T> {
+    fn new() -> Self {
+        JsonLines {
+            type_name: short_type_name(std::any::type_name::<T>()),
+            record: std::marker::PhantomData,
         }
-        // UTF-8 checked once for the line, so that the parser need not
-        // check every string it reads.
-        let indent = line.len() - line.trim_ascii_start().len();
-        let text = match std::str::from_utf8(trimmed) {
-            Ok(text) => text,
-            Err(e) => {
-                return bad_line(
-                    bad,
-                    pos,
-                    Some(indent + e.valid_up_to() + 1),
-                    format!("not valid UTF-8: {e}"),
-                );
+    }
+}
+
+impl<T: Element> LineParser<T> for JsonLines<T> {
+    const AHEAD: bool = true;
+
+    fn parse(&self, line: Line<'_>, pos: &LinePos<'_>, bad: Option<&BadLines>, sink: &mut Sink<'_, T>) -> Flow {
+        // The UTF-8 check of the line was made by the reader, for many
+        // lines at once, so that the parser need not check every string it
+        // reads.
+        let text = match line.text {
+            Some(text) => text.trim_ascii(),
+            None => {
+                let trimmed = line.bytes.trim_ascii();
+                let indent = line.bytes.len() - line.bytes.trim_ascii_start().len();
+                match std::str::from_utf8(trimmed) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        return bad_line(
+                            bad,
+                            pos,
+                            Some(indent + e.valid_up_to() + 1),
+                            format!("not valid UTF-8: {e}"),
+                        );
+                    }
+                }
             }
         };
+        if text.is_empty() {
+            return Ok(());
+        }
         // The fast path parses the common line; serde_json parses what it
         // leaves, and names what is wrong with a bad line.
         if let Ok(record) = crate::json::from_str::<T>(text) {
             return sink(record);
         }
+        self.by_serde_json(text, line.bytes, pos, bad, sink)
+    }
+
+    #[inline(always)]
+    fn parse_ahead(&self, rest: &str, sink: &mut Sink<'_, T>) -> Option<std::result::Result<usize, Stop>> {
+        // A good line, parsed to its end by the fast path; anything else
+        // (a blank line, an error, what the fast path leaves) is cut and
+        // parsed as a line.
+        let (record, len) = crate::json::from_line::<T>(rest).ok()?;
+        Some(sink(record).map(|()| len))
+    }
+}
+
+impl<T: Element> JsonLines<T> {
+    /// A line the fast path left: serde_json's record, or its error.
+    #[cold]
+    #[inline(never)]
+    fn by_serde_json(
+        &self,
+        text: &str,
+        line: &[u8],
+        pos: &LinePos<'_>,
+        bad: Option<&BadLines>,
+        sink: &mut Sink<'_, T>,
+    ) -> Flow {
         match serde_json::from_str::<T>(text) {
             Ok(record) => sink(record),
             Err(e) => {
                 // serde_json ends its message with the position in the
                 // parsed text; the line is ours to name, the column stays.
+                let indent = line.len() - line.trim_ascii_start().len();
                 let message = e.to_string();
                 let suffix = format!(" at line {} column {}", e.line(), e.column());
                 let message = message.strip_suffix(&suffix).unwrap_or(&message);
                 let column = (e.column() > 0).then(|| e.column() + indent);
+                let type_name = self.type_name;
                 bad_line(bad, pos, column, format!("not a valid {type_name}: {message}"))
             }
         }
-    });
-    parse
+    }
 }
 
 /// Output file `i`: the pattern with `*` replaced by `name`, or a file
@@ -967,39 +1208,57 @@ impl<T: Element + fmt::Display> Bag<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn find_newline_finds_the_first_one_anywhere() {
-        for len in 0..40 {
-            for at in 0..=len {
-                // Bytes of every value but a newline, then one at `at` and
-                // maybe a second later.
-                let mut bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 240) as u8 + 11).collect();
-                assert_eq!(find_newline(&bytes), None, "{len}");
-                if at < len {
-                    bytes[at] = b'\n';
-                    if at + 3 < len {
-                        bytes[at + 3] = b'\n';
-                    }
-                    assert_eq!(find_newline(&bytes), Some(at), "{len} {at}");
-                }
-            }
-        }
-        // Bytes next to the newline's value, and high bytes, are no newline.
-        assert_eq!(find_newline(&[9, 11, 0x8a, 0xff, 0, 1, 2, 3, 4, 10]), Some(9));
+    /// The lines `read_lines` hands out from `[start, end)` of `content`
+    /// through a buffer of `capacity` bytes (as `read_block` reads a block),
+    /// with their text when they are valid UTF-8.
+    fn lines_with_text(
+        content: &[u8],
+        capacity: usize,
+        start: u64,
+        end: Option<u64>,
+    ) -> Vec<(Vec<u8>, Option<String>)> {
+        let mut reader = std::io::Cursor::new(content);
+        let from = start.saturating_sub(1);
+        reader.seek(SeekFrom::Start(from)).unwrap();
+        let mut out = Collect(Vec::new());
+        let extent = Extent {
+            path: Path::new("mem"),
+            start: from,
+            skip_first: start > 0,
+            end,
+            gzip: false,
+        };
+        let flow = read_lines(reader, &extent, capacity, &mut out);
+        assert!(flow.is_ok(), "reading failed");
+        out.0
     }
 
-    /// The lines `read_lines` hands out from `[start, end)` of `content`
-    /// through a buffer of `capacity` bytes.
-    fn lines_via(content: &[u8], capacity: usize, start: u64, end: Option<u64>) -> Vec<Vec<u8>> {
-        let mut reader = BufReader::with_capacity(capacity, std::io::Cursor::new(content));
-        reader.seek(SeekFrom::Start(start)).unwrap();
-        let mut out = Vec::new();
-        let flow = read_lines(reader, Path::new("mem"), start, end, false, &mut |line, _| {
-            out.push(line.to_vec());
+    /// Keeps every line with its text.
+    struct Collect(Vec<(Vec<u8>, Option<String>)>);
+
+    impl OnLine for Collect {
+        const AHEAD: bool = false;
+
+        fn ahead(&mut self, _rest: &str) -> Option<std::result::Result<usize, Stop>> {
+            None
+        }
+
+        fn line(&mut self, line: Line<'_>, _pos: &LinePos<'_>) -> Flow {
+            self.0.push((line.bytes.to_vec(), line.text.map(str::to_string)));
             Ok(())
-        });
-        assert!(flow.is_ok(), "reading failed");
-        out
+        }
+    }
+
+    /// The lines' bytes, as [`lines_with_text`]; checks that each text is
+    /// the line's, when it is valid UTF-8.
+    fn lines_via(content: &[u8], capacity: usize, start: u64, end: Option<u64>) -> Vec<Vec<u8>> {
+        lines_with_text(content, capacity, start, end)
+            .into_iter()
+            .map(|(bytes, text)| {
+                assert_eq!(text.as_deref(), std::str::from_utf8(&bytes).ok(), "{bytes:?}");
+                bytes
+            })
+            .collect()
     }
 
     #[test]
@@ -1024,7 +1283,97 @@ mod tests {
             );
         }
         assert_eq!(lines_via(b"", 4, 0, None), Vec::<Vec<u8>>::new());
+        // A block starting inside the only line has none, whether or not
+        // the byte before it is the file's first.
+        for capacity in [1, 2, 4096] {
+            for start in 1..3 {
+                assert_eq!(lines_via("é!".as_bytes(), capacity, start, None), Vec::<Vec<u8>>::new());
+            }
+            assert_eq!(lines_via(b"a\nb", capacity, 1, None), vec![b"b".to_vec()]);
+            assert_eq!(lines_via(b"a\nb", capacity, 2, None), vec![b"b".to_vec()]);
+            assert_eq!(lines_via(b"a\nb", capacity, 3, None), Vec::<Vec<u8>>::new());
+        }
         assert_eq!(lines_via(b"\n", 4, 0, None), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn each_line_has_its_text_exactly_when_it_is_utf8() {
+        // Valid and invalid lines side by side, characters of 2 to 4 bytes
+        // cut by every buffer size, a bad byte at the start, middle and end
+        // of a line, and a cut sequence before a line end.
+        let content: &[u8] =
+            b"caf\xc3\xa9 \xe2\x9c\x93\n\xff start\nmid \xc3\x28 dle\nend \xe2\x82\n\xf0\x9f\x98\x80 ok\r\n\nlatin1 \xe9t\xe9\nlast \xf0\x9f\x98";
+        let expected: Vec<&[u8]> = content
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .collect();
+        for capacity in [1, 2, 3, 4, 5, 7, 8, 13, 16, 64, 4096] {
+            let lines = lines_with_text(content, capacity, 0, None);
+            let bytes: Vec<&[u8]> = lines.iter().map(|(b, _)| b.as_slice()).collect();
+            assert_eq!(bytes, expected, "capacity {capacity}");
+            let valid: Vec<bool> = lines.iter().map(|(_, t)| t.is_some()).collect();
+            assert_eq!(
+                valid,
+                [true, false, false, false, true, true, false, false],
+                "capacity {capacity}"
+            );
+            for (b, t) in &lines {
+                assert_eq!(t.as_deref(), std::str::from_utf8(b).ok(), "capacity {capacity}");
+            }
+            // A block starting in the middle of a line: from the next one.
+            let from_mid: Vec<Vec<u8>> = lines_via(content, capacity, 14, None);
+            assert_eq!(from_mid.len(), expected.len() - 2, "capacity {capacity}");
+        }
+    }
+
+    #[test]
+    fn json_lines_parsed_to_their_end_are_the_lines_serde_json_parses() {
+        // Good lines with margins, blank lines, `\r\n`, a document over
+        // two lines (two bad lines), margins JSON does not call whitespace,
+        // trailing garbage, escapes, a line that is not UTF-8, and a last
+        // line without a line ending.
+        let content: &[u8] = b"{\"a\":1}\n  [1, 2]  \r\n\n\t \n{\"a\":\n2}\n\x0c{\"b\":3}\x0c\n\"s\" x\n{\"c\":\"\\u00e9\"}\r\r\n42\n\xff\n-0\n[3]";
+        let mut expected = Vec::new();
+        let mut expected_bad = 0;
+        for line in content.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line).trim_ascii();
+            match std::str::from_utf8(line) {
+                Ok("") => {}
+                Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(v) => expected.push(v),
+                    Err(_) => expected_bad += 1,
+                },
+                Err(_) => expected_bad += 1,
+            }
+        }
+        assert_eq!((expected.len(), expected_bad), (7, 4));
+        for capacity in [1, 2, 3, 7, 16, 4096] {
+            let bad = BadLines::new();
+            let mut got = Vec::new();
+            let parser = JsonLines::<serde_json::Value>::new();
+            let mut sink = |v| {
+                got.push(v);
+                Ok(())
+            };
+            let mut parsing = Parsing {
+                parse: &parser,
+                bad: Some(&bad),
+                sink: &mut sink,
+            };
+            let extent = Extent {
+                path: Path::new("mem"),
+                start: 0,
+                skip_first: false,
+                end: None,
+                gzip: false,
+            };
+            let flow = read_lines(std::io::Cursor::new(content), &extent, capacity, &mut parsing);
+            assert!(flow.is_ok(), "capacity {capacity}");
+            assert_eq!(got, expected, "capacity {capacity}");
+            assert_eq!(bad.count(), expected_bad, "capacity {capacity}");
+            let lines: Vec<u64> = bad.examples().iter().map(|b| b.line).collect();
+            assert_eq!(lines, [5, 6, 8, 11], "capacity {capacity}");
+        }
     }
 
     #[test]
