@@ -12,9 +12,12 @@
 //! Timing: `wall_s` is the consumer's submission to its result in the
 //! client; `compute_s` is the consumer's own run time as its worker
 //! reported it (taking its two inputs out of the store and sampling them);
-//! `transfer_s = wall_s − compute_s` is the fetch — encoding on the sending
-//! worker, the socket, decoding on the receiving one — plus the scheduling
-//! round trips of one tiny task, and `gb_per_s` is `bytes / transfer_s`.
+//! `transfer_s = wall_s − compute_s` is the fetch — the array's elements
+//! written to the socket from the sending worker's memory and read straight
+//! into the new array's storage on the receiving one (no encode or decode
+//! pass since protocol 4), faulting that fresh memory in included — plus the
+//! scheduling round trips of one tiny task, and `gb_per_s` is
+//! `bytes / transfer_s`.
 //!
 //! Runs only on `--scheduler distributed` (a 2-worker LocalCluster) or a
 //! running cluster (`tcp://…`).

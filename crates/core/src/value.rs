@@ -49,6 +49,22 @@ pub trait Data: Any + Send + Sync {
     /// Appends the encoding of this value to `out`.
     fn encode(&self, out: &mut Vec<u8>) -> Result<()>;
 
+    /// The encoding of this value without copying its bulk: a small head
+    /// appended to `head`, and a body lent from the value's own memory. The
+    /// encoding is the head followed by the body — the bytes
+    /// [`Data::encode`] writes — so a sender writes both to a socket and
+    /// never builds the encoding.
+    ///
+    /// `None` (the default) when the value has no such layout; senders then
+    /// use [`Data::encode`]. An implementation returns `Some` only when this
+    /// is cheap whatever the value's size (a header, not a pass over the
+    /// data). Array chunks of numbers in standard layout lend their
+    /// elements.
+    fn encode_lent(&self, head: &mut Vec<u8>) -> Option<Result<&[u8]>> {
+        let _ = head;
+        None
+    }
+
     /// Feeds this value to a tokenizer, for deterministic task names. The
     /// default hashes the encoding; large values may override with something
     /// cheaper that still identifies them.
@@ -133,6 +149,54 @@ macro_rules! register_codec {
         }
     )+};
 }
+
+/// A value being received straight into its own storage: the receiving
+/// side of [`Data::encode_lent`]. The body of the encoding is read into
+/// [`Receiving::body`], which is the value's memory, and
+/// [`Receiving::finish`] makes it the value — no decode pass, no copy.
+pub trait Receiving: Send {
+    /// Where the body goes: exactly as many bytes as the body announced.
+    fn body(&mut self) -> &mut [u8];
+
+    /// The value, once [`Receiving::body`] holds the body's bytes. Checks
+    /// what the bytes must satisfy and fails with a codec error if they
+    /// do not.
+    fn finish(self: Box<Self>) -> Result<Value>;
+}
+
+/// A codec that can receive values straight into their storage (see
+/// [`Receiving`]), registered at link time next to its [`CodecEntry`].
+pub struct ReceiverEntry {
+    /// The codec name, as returned by [`Data::codec`].
+    pub name: fn() -> &'static str,
+    /// Reads the head of an encoding and prepares storage for a body of
+    /// `body_len` bytes; a codec error if the head is not this codec's or
+    /// does not announce a body of that length.
+    pub receive: ValueReceiver,
+}
+inventory::collect!(ReceiverEntry);
+
+/// Prepares to receive a value of `codec` whose encoding is `head`
+/// followed by a body of `body_len` bytes, when this build has a
+/// [`ReceiverEntry`] for the codec: read the body into
+/// [`Receiving::body`], then [`Receiving::finish`]. `None` when it has
+/// not: then read the body into a buffer and [`decode_value`] the head and
+/// body joined.
+pub fn receive_value(codec: &str, head: &[u8], body_len: usize) -> Option<Result<Box<dyn Receiving>>> {
+    static RECEIVERS: OnceLock<HashMap<&'static str, ValueReceiver>> = OnceLock::new();
+    let receivers = RECEIVERS.get_or_init(|| {
+        inventory::iter::<ReceiverEntry>
+            .into_iter()
+            .map(|e| ((e.name)(), e.receive))
+            .collect()
+    });
+    let receive = receivers.get(codec)?;
+    Some(receive(head, body_len).map_err(|e| e.context(format!("while receiving a value of type {codec}"))))
+}
+
+/// Prepares the storage of a received value of one codec, from the head of
+/// its encoding and the length of its body (see [`ReceiverEntry`]).
+pub type ValueReceiver = fn(&[u8], usize) -> Result<Box<dyn Receiving>>;
 
 /// Decodes a value of one codec.
 type ValueDecoder = fn(&[u8]) -> Result<Value>;

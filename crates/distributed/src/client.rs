@@ -128,7 +128,7 @@ pub struct SubmitOptions {
     pub retries: u32,
 }
 
-/// Results asked of one worker at once (a response carries one payload
+/// Results asked of one worker at once (a response carries two payloads
 /// each, within [`FrameLimits::max_payloads`]).
 const GATHER_BATCH: usize = 1024;
 

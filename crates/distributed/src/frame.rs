@@ -20,6 +20,9 @@
 //!
 //! Payloads are read straight into buffers of their exact size, so a 1 GB
 //! chunk is read once, with no copy through an intermediate buffer.
+//! A reader that knows better where a payload goes (a received array's own
+//! storage) reads the [`MessageHead`] first and then each payload into a
+//! buffer of its choosing.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -130,6 +133,25 @@ pub struct RawMessage {
 }
 
 impl RawMessage {
+    /// Decodes the control part as `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, FrameError> {
+        postcard::from_bytes(&self.control).map_err(|e| FrameError::Decode(e.to_string()))
+    }
+}
+
+/// A message read up to its payloads: the control bytes and the length of
+/// each payload, checked against the limits. The reader then reads each
+/// payload, in order, into a buffer of its choosing (a received array's
+/// own storage, say) — and must read them all before the next message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageHead {
+    /// The encoded control part.
+    pub control: Vec<u8>,
+    /// The length of each payload that follows, in order.
+    pub payload_lengths: Vec<u64>,
+}
+
+impl MessageHead {
     /// Decodes the control part as `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, FrameError> {
         postcard::from_bytes(&self.control).map_err(|e| FrameError::Decode(e.to_string()))
@@ -380,6 +402,27 @@ pub mod asynchronous {
         reader: &mut R,
         limits: &FrameLimits,
     ) -> Result<Option<RawMessage>, FrameError> {
+        let Some(head) = read_head(reader, limits).await? else {
+            return Ok(None);
+        };
+        let mut payloads = Vec::with_capacity(head.payload_lengths.len());
+        for &len in &head.payload_lengths {
+            let mut p = buffer(len);
+            reader.read_exact(&mut p).await?;
+            payloads.push(p);
+        }
+        Ok(Some(RawMessage {
+            control: head.control,
+            payloads,
+        }))
+    }
+
+    /// Reads one message up to its payloads (see [`MessageHead`]);
+    /// `Ok(None)` if the stream ended cleanly before it.
+    pub async fn read_head<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        limits: &FrameLimits,
+    ) -> Result<Option<MessageHead>, FrameError> {
         let mut first = [0u8; 8];
         let mut got = 0;
         while got < first.len() {
@@ -395,13 +438,10 @@ pub mod asynchronous {
         let lengths = parse_lengths(&lengths, prefix.control_len, limits)?;
         let mut control = buffer(u64::from(prefix.control_len));
         reader.read_exact(&mut control).await?;
-        let mut payloads = Vec::with_capacity(lengths.len());
-        for len in lengths {
-            let mut p = buffer(len);
-            reader.read_exact(&mut p).await?;
-            payloads.push(p);
-        }
-        Ok(Some(RawMessage { control, payloads }))
+        Ok(Some(MessageHead {
+            control,
+            payload_lengths: lengths,
+        }))
     }
 }
 

@@ -41,7 +41,10 @@ use crate::id::{ClientId, RunId, StimulusId, TaskId, WorkerId};
 use crate::scheduler::{Command, ComputeTask, Event, StealOutcome, Submission, TaskFailure, WorkerInfo, WorkerMetrics};
 
 /// Version of this protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 3;
+///
+/// 4: a result sent to a peer travels as two payloads, a head and a body
+/// (see [`PeerResponse`]).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The first message on a connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -396,8 +399,18 @@ pub enum PeerRequest {
     GetData(Vec<TaskId>),
 }
 
-/// A peer's answer: the results it has, one payload each in this order (a
-/// codec name per payload), and the ones it does not have.
+/// A peer's answer: the results it has, with a codec name each, and the
+/// ones it does not have.
+///
+/// Each result found travels as two payloads, in the order of `found`: a
+/// *head* and a *body*, the value's encoding being the head followed by
+/// the body. A value that lends its encoding
+/// ([`blockwise_core::Data::encode_lent`]: an array chunk) sends its header
+/// as the head and its own memory as the body, never copied into a
+/// buffer; the receiver reads the body straight into the new value's
+/// storage when its build has a receiver for the codec
+/// ([`blockwise_core::value::receive_value`]). Any other value sends its
+/// whole encoding as the head and an empty body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerResponse {
     /// Results sent, with the codec of each payload.

@@ -251,6 +251,7 @@ impl Drop for Store {
 }
 
 /// See [`Store::for_peer`].
+#[derive(Clone)]
 pub(crate) enum ForPeer {
     Value(Value),
     File(PathBuf, String),

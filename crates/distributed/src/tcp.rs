@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::frame::{Batch, FrameError, FrameLimits, RawMessage, asynchronous};
+use crate::frame::{Batch, FrameError, FrameLimits, MessageHead, RawMessage, asynchronous};
 use crate::tls::Tls;
 
 /// The transport of an address.
@@ -192,6 +192,19 @@ impl Connection {
         self.reader.recv().await
     }
 
+    /// Receives the next message up to its payloads; read them with
+    /// [`Connection::read_payload`]. `Ok(None)` when the peer closed the
+    /// connection between messages.
+    pub async fn recv_head(&mut self) -> Result<Option<MessageHead>, FrameError> {
+        self.reader.recv_head().await
+    }
+
+    /// Reads the next payload of the message whose head was received into
+    /// `buffer`, whose length must be that payload's.
+    pub async fn read_payload(&mut self, buffer: &mut [u8]) -> Result<(), FrameError> {
+        self.reader.read_payload(buffer).await
+    }
+
     /// Splits into a reader and a writer.
     pub fn into_split(self) -> (ConnectionReader, ConnectionWriter) {
         (self.reader, self.writer)
@@ -203,6 +216,23 @@ impl ConnectionReader {
     /// connection between messages.
     pub async fn recv(&mut self) -> Result<Option<RawMessage>, FrameError> {
         asynchronous::read_message(&mut self.inner, &self.limits).await
+    }
+
+    /// Receives the next message up to its payloads (see
+    /// [`MessageHead`]); `Ok(None)` when the peer closed the connection
+    /// between messages.
+    pub async fn recv_head(&mut self) -> Result<Option<MessageHead>, FrameError> {
+        asynchronous::read_head(&mut self.inner, &self.limits).await
+    }
+
+    /// Reads the next payload of the message whose head was received into
+    /// `buffer`, whose length must be that payload's. A large buffer is
+    /// read into straight from the socket (the read buffer holds only what
+    /// arrived with the head).
+    pub async fn read_payload(&mut self, buffer: &mut [u8]) -> Result<(), FrameError> {
+        use tokio::io::AsyncReadExt;
+        self.inner.read_exact(buffer).await?;
+        Ok(())
     }
 
     /// The peer's address.

@@ -12,7 +12,9 @@
 //!   Tiny tasks run in *batches*: a thread takes the most urgent ready
 //!   tasks up to about `BATCH_WINDOW_US` (1 ms) of their learned run time, the
 //!   scheduler hears their `Started` in one write before the first runs,
-//!   and their reports go out together.
+//!   and their reports go out together. One more batch per thread waits
+//!   queued behind the running one, so a thread goes from batch to batch
+//!   without waiting to be woken (see `Core::dispatch`).
 //! - **Free / Cancel**: drop results; a cancelled task is not started, and
 //!   its result, if its thread was already running it, is dropped on
 //!   arrival (every report quotes its run, see the scheduler's "Messages
@@ -47,7 +49,7 @@ use crate::protocol::{
 };
 use crate::scheduler::{ComputeTask, Priority, StealOutcome, WorkerInfo, WorkerMetrics};
 use crate::spec::{Argument, decode_task};
-use crate::store::MemoryLimits;
+use crate::store::{ForPeer, MemoryLimits};
 use crate::tcp::{Connection, ConnectionWriter, Listener};
 use crate::tls::{Tls, TlsFiles};
 
@@ -174,8 +176,12 @@ type Store = Arc<Mutex<crate::store::Store>>;
 enum Internal {
     Scheduler(Envelope<ToWorker>),
     SchedulerClosed(String),
-    /// A thread finished a batch of tasks.
-    Done(Vec<Done>),
+    /// A thread finished a batch of tasks (`suspect`: the batch held a
+    /// task suspected of killing workers).
+    Done {
+        done: Vec<Done>,
+        suspect: bool,
+    },
     Fetched {
         holder: WorkerId,
         found: Vec<(TaskId, Value)>,
@@ -208,7 +214,13 @@ struct Core {
     store: Store,
     tasks: IdMap<TaskId, Assigned>,
     ready: BTreeSet<(Priority, TaskId)>,
+    /// Batches handed to the task threads: running, or queued behind the
+    /// running ones (see [`Core::dispatch`]).
     running: usize,
+    /// Of those, the batches holding a suspect task.
+    suspects_handed: usize,
+    /// The task threads' queue of batches.
+    runners: std::sync::mpsc::Sender<Handed>,
     peers: HashMap<WorkerId, String>,
     /// Inputs to fetch, with where they are (as last told).
     wanted: IdMap<TaskId, Vec<WorkerId>>,
@@ -285,6 +297,7 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
     tracing::info!("{me} ({name}) serving {scheduler}, peers fetch from {address}");
 
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Internal>();
+    let runners = start_task_threads(options.threads.max(1), &internal_tx)?;
     let (to_scheduler, outgoing) = mpsc::unbounded_channel::<Outgoing>();
     let (mut reader, writer) = connection.into_split();
     tokio::spawn(scheduler_writer(writer, outgoing));
@@ -325,6 +338,8 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
         tasks: IdMap::default(),
         ready: BTreeSet::new(),
         running: 0,
+        suspects_handed: 0,
+        runners,
         peers: HashMap::new(),
         wanted: IdMap::default(),
         in_flight: HashSet::default(),
@@ -357,7 +372,7 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
                     tracing::info!("{me}: lost the scheduler at {scheduler}: {why}");
                     return Ok(());
                 }
-                Internal::Done(done) => core.on_done(done),
+                Internal::Done { done, suspect } => core.on_done(done, suspect),
                 Internal::Fetched { holder, found, missing } => core.on_fetched(holder, found, missing),
             },
             _ = heartbeat.tick() => {
@@ -369,7 +384,7 @@ async fn worker_main(options: WorkerOptions) -> Result<()> {
                     memory: resident_memory().unwrap_or(managed),
                     spilled,
                     cpu: 0.0,
-                    executing: core.running as u32,
+                    executing: core.running.min(core.threads) as u32,
                 };
                 core.send(WorkerMessage::Heartbeat(metrics));
             }
@@ -679,12 +694,28 @@ impl Core {
     /// prefix never run here, or one that workers died running before
     /// (`suspicious`), runs alone. One `Started` flush and one thread
     /// hand-off per batch, not per task, is what makes tiny tasks cheap.
+    ///
+    /// Beyond the free threads, one more batch per thread is handed
+    /// *ahead*: it waits in the threads' queue with its `Started`s already
+    /// on the wire, and the thread that finishes a batch goes on with it at
+    /// once instead of sleeping until the core hears of the finish and
+    /// wakes it again (the hand-off that otherwise idles a thread between
+    /// batches of tiny tasks). Only plain batches go ahead — none with a
+    /// suspect or a task of unknown duration, and none while a suspect's
+    /// batch is handed — so a task that kills its worker takes with it, as
+    /// started, at most the batches queued behind it the first time, and
+    /// runs alone (nothing queued behind it) from then on.
     fn dispatch(&mut self) {
-        while self.running < self.threads {
-            let free = self.threads - self.running;
+        loop {
+            let ahead = self.running >= self.threads;
+            if ahead && (self.running >= 2 * self.threads || self.suspects_handed > 0) {
+                return;
+            }
+            let free = self.threads.saturating_sub(self.running).max(1);
             let share = self.ready.len().div_ceil(free).clamp(1, MAX_BATCH);
             let mut batch: Vec<Job> = Vec::new();
             let mut expected = 0u64;
+            let mut suspect = false;
             while batch.len() < share {
                 let Some(&(_, task)) = self.ready.first() else {
                     break;
@@ -693,11 +724,15 @@ impl Core {
                     self.ready.pop_first();
                     continue;
                 };
-                let cost = if a.compute.suspicious > 0 {
+                let suspicious = a.compute.suspicious > 0;
+                let cost = if suspicious {
                     None
                 } else {
                     self.durations.get(a.compute.key.name.prefix()).copied()
                 };
+                if ahead && cost.is_none() {
+                    break;
+                }
                 if !batch.is_empty() && cost.is_none_or(|c| expected + c > BATCH_WINDOW_US) {
                     break;
                 }
@@ -705,15 +740,19 @@ impl Core {
                 if let Some(job) = self.prepare(task) {
                     batch.push(job);
                     expected += cost.unwrap_or(BATCH_WINDOW_US);
+                    suspect |= suspicious;
                 }
             }
             if batch.is_empty() {
-                if self.ready.is_empty() {
+                if self.ready.is_empty() || ahead {
                     return;
                 }
                 continue;
             }
             self.running += 1;
+            if suspect {
+                self.suspects_handed += 1;
+            }
             // The batch starts only once the scheduler's connection carries
             // its `Started`s: if a task then kills this process, the
             // scheduler knows which tasks to suspect (and fails the culprit
@@ -732,26 +771,9 @@ impl Core {
                     notify,
                 ));
             }
-            let internal = self.internal.clone();
-            tokio::task::spawn_blocking(move || {
-                // An error means the connection is gone: the worker is
-                // ending, and the results will not be reported anyway.
-                let _ = wired.blocking_recv();
-                let done = batch
-                    .into_iter()
-                    .map(|job| {
-                        let start = Instant::now();
-                        let outcome = run_task(&job.key, &job.spec, &job.inputs);
-                        Done {
-                            task: job.task,
-                            run: job.run,
-                            outcome,
-                            duration: start.elapsed(),
-                        }
-                    })
-                    .collect();
-                let _ = internal.send(Internal::Done(done));
-            });
+            // An error means the task threads are gone: the worker is
+            // ending.
+            let _ = self.runners.send(Handed { batch, wired, suspect });
         }
     }
 
@@ -802,8 +824,11 @@ impl Core {
 
     /// A thread finished a batch: keep the results of the runs still
     /// current and report each.
-    fn on_done(&mut self, done: Vec<Done>) {
+    fn on_done(&mut self, done: Vec<Done>, suspect: bool) {
         self.running -= 1;
+        if suspect {
+            self.suspects_handed -= 1;
+        }
         let mut stored = false;
         for Done {
             task,
@@ -861,8 +886,8 @@ const BATCH_WINDOW_US: u64 = 1000;
 /// The most tasks in one batch.
 const MAX_BATCH: usize = 256;
 
-/// Results asked of one peer in one request (a response carries a payload
-/// per result, within [`FrameLimits::max_payloads`]).
+/// Results asked of one peer in one request (a response carries two
+/// payloads per result, within [`FrameLimits::max_payloads`]).
 const FETCH_BATCH: usize = 1024;
 
 /// A task handed to a thread, its inputs lined up.
@@ -884,6 +909,63 @@ struct Done {
 
 /// Runs one task: rebuilds its op, lines up its arguments, calls it with
 /// panics caught.
+/// A batch handed to the task threads, with the signal that its
+/// `Started`s are on the wire.
+struct Handed {
+    batch: Vec<Job>,
+    wired: oneshot::Receiver<()>,
+    suspect: bool,
+}
+
+/// Starts the worker's task threads: each takes the next batch from the
+/// queue, waits until its `Started`s are on the wire, runs it and reports
+/// it to the core; they end when the core (the queue's sender) is gone.
+fn start_task_threads(
+    threads: usize,
+    internal: &mpsc::UnboundedSender<Internal>,
+) -> Result<std::sync::mpsc::Sender<Handed>> {
+    let (runners, queue) = std::sync::mpsc::channel::<Handed>();
+    let queue = Arc::new(Mutex::new(queue));
+    for i in 0..threads {
+        let queue = queue.clone();
+        let internal = internal.clone();
+        std::thread::Builder::new()
+            .name(format!("blockwise-task-{i}"))
+            .spawn(move || run_batches(&queue, &internal))
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start a task thread: {e}")))?;
+    }
+    Ok(runners)
+}
+
+/// The loop of one task thread (see [`start_task_threads`]).
+fn run_batches(queue: &Mutex<std::sync::mpsc::Receiver<Handed>>, internal: &mpsc::UnboundedSender<Internal>) {
+    loop {
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(Handed { batch, wired, suspect }) = next else {
+            return;
+        };
+        // An error means the connection is gone: the worker is ending, and
+        // the results will not be reported anyway.
+        let _ = wired.blocking_recv();
+        let done = batch
+            .into_iter()
+            .map(|job| {
+                let start = Instant::now();
+                let outcome = run_task(&job.key, &job.spec, &job.inputs);
+                Done {
+                    task: job.task,
+                    run: job.run,
+                    outcome,
+                    duration: start.elapsed(),
+                }
+            })
+            .collect();
+        if internal.send(Internal::Done { done, suspect }).is_err() {
+            return;
+        }
+    }
+}
+
 fn run_task(
     key: &Key,
     spec: &crate::scheduler::TaskSpec,
@@ -1000,33 +1082,57 @@ impl PeerPool {
 
 async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>) -> Result<PeerData> {
     connection.send(&PeerRequest::GetData(tasks)).await?;
-    let raw = connection.recv().await?.ok_or_else(|| {
+    let head = connection.recv_head().await?.ok_or_else(|| {
         Error::new(
             ErrorKind::Remote,
             format!("the worker at {address} closed the connection"),
         )
     })?;
-    let response: PeerResponse = raw.decode()?;
-    let raw_len: usize = raw.payloads.iter().map(Vec::len).sum();
-    if response.found.len() != raw.payloads.len() {
+    let response: PeerResponse = head.decode()?;
+    let lengths = &head.payload_lengths;
+    if lengths.len() != 2 * response.found.len() {
         return Err(Error::codec(format!(
-            "the worker at {address} sent {} payloads for {} results",
-            raw.payloads.len(),
+            "the worker at {address} sent {} payloads for {} results (a head and a body each)",
+            lengths.len(),
             response.found.len()
         )));
     }
+    // The lengths were checked against the frame limits as the head was
+    // read; they fit in memory sizes.
+    let size = |len: u64| usize::try_from(len).expect("a checked length fits in memory");
+    let mut found = Vec::with_capacity(response.found.len());
+    let mut to_decode = Vec::new();
+    let mut to_decode_bytes = 0;
+    for (i, (t, codec)) in response.found.into_iter().enumerate() {
+        let mut bytes = vec![0u8; size(lengths[2 * i])];
+        connection.read_payload(&mut bytes).await?;
+        let body_len = size(lengths[2 * i + 1]);
+        // A body to receive into the value's own storage: read from the
+        // socket straight into it, no decode pass, no copy.
+        if body_len > 0
+            && let Some(receiving) = blockwise_core::value::receive_value(&codec, &bytes, body_len)
+        {
+            let mut receiving = receiving.map_err(|e| e.context(format!("in {t} from the worker at {address}")))?;
+            connection.read_payload(receiving.body()).await?;
+            let value = receiving
+                .finish()
+                .map_err(|e| e.context(format!("in {t} from the worker at {address}")))?;
+            found.push((t, value));
+            continue;
+        }
+        let at = bytes.len();
+        bytes.resize(at + body_len, 0);
+        connection.read_payload(&mut bytes[at..]).await?;
+        to_decode_bytes += bytes.len();
+        to_decode.push((t, codec, bytes));
+    }
     let address = address.to_string();
     let decode = move || {
-        let found = response
-            .found
-            .into_iter()
-            .zip(raw.payloads)
-            .map(|((t, codec), bytes)| {
-                decode_value(&codec, &bytes)
-                    .map(|v| (t, v))
-                    .map_err(|e| e.context(format!("in {t} from the worker at {address}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        for (t, codec, bytes) in to_decode {
+            let value =
+                decode_value(&codec, &bytes).map_err(|e| e.context(format!("in {t} from the worker at {address}")))?;
+            found.push((t, value));
+        }
         Ok(PeerData {
             found,
             missing: response.missing,
@@ -1036,8 +1142,7 @@ async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>)
     // blocking thread, so the thread of the worker's core (and of its
     // connections) goes on meanwhile; small ones, the common case of tiny
     // tasks, are decoded here without a thread hand-off.
-    let bytes: usize = raw_len;
-    if bytes < DECODE_INLINE_BYTES {
+    if to_decode_bytes < DECODE_INLINE_BYTES {
         return decode();
     }
     tokio::task::spawn_blocking(decode)
@@ -1099,51 +1204,96 @@ async fn serve_peer(mut connection: Connection, store: Store, token: Option<Stri
     connection.send(&Welcome::Accepted { id: 0 }).await?;
     while let Some(raw) = connection.recv().await? {
         let PeerRequest::GetData(tasks) = raw.decode()?;
-        let values: Vec<(TaskId, Option<crate::store::ForPeer>)> = {
+        let values: Vec<(TaskId, Option<ForPeer>)> = {
             let store = store.lock().expect("store lock");
             tasks.into_iter().map(|t| (t, store.for_peer(&t))).collect()
         };
-        // Encoding large values (a pass over every byte) and reading spilled
-        // ones run on a blocking thread: this thread also carries the
-        // worker's core and its scheduler connection. Small values in
-        // memory, the common case of tiny tasks, are encoded here.
-        let inline = values
+        // Values that lend their encoding (array chunks) are sent from their
+        // own memory: a header, then the elements as they are.
+        let mut parts: Vec<Option<Part<'_>>> = values.iter().map(|(_, v)| v.as_ref().and_then(lend)).collect();
+        // The others are encoded. Encoding large values (a pass over every
+        // byte) and reading spilled ones run on a blocking thread: this
+        // thread also carries the worker's core and its scheduler
+        // connection. Small values in memory, the common case of tiny
+        // tasks, are encoded here.
+        let to_encode: Vec<(usize, ForPeer)> = values
             .iter()
-            .map(|(_, v)| v.as_ref().map_or(Some(0), crate::store::ForPeer::in_memory_bytes))
+            .zip(&parts)
+            .enumerate()
+            .filter_map(|(i, ((_, v), part))| match (v, part) {
+                (Some(v), None) => Some((i, v.clone())),
+                _ => None,
+            })
+            .collect();
+        let inline = to_encode
+            .iter()
+            .map(|(_, v)| v.in_memory_bytes())
             .try_fold(0usize, |total, bytes| bytes.map(|b| total + b))
             .is_some_and(|total| total < DECODE_INLINE_BYTES);
-        let (response, payloads) = if inline {
-            encode_for_peer(values)
+        let encoded = if inline {
+            encode_for_peer(to_encode)
         } else {
-            tokio::task::spawn_blocking(move || encode_for_peer(values))
+            tokio::task::spawn_blocking(move || encode_for_peer(to_encode))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Remote, format!("encoding results for a peer failed: {e}")))?
         };
-        let slices: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-        connection.send_with(&response, &slices).await?;
+        for (i, outcome) in encoded {
+            match outcome {
+                Ok(e) => parts[i] = Some(Part::Encoded(e)),
+                Err(e) => tracing::warn!("cannot send {}: {e}", values[i].0),
+            }
+        }
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        let mut slices: Vec<&[u8]> = Vec::new();
+        for ((t, _), part) in values.iter().zip(&parts) {
+            match part {
+                Some(Part::Lent { codec, head, body }) => {
+                    found.push((*t, codec.to_string()));
+                    slices.extend([head.as_slice(), body]);
+                }
+                Some(Part::Encoded(e)) => {
+                    found.push((*t, e.codec.clone()));
+                    slices.extend([&e.bytes[..], &[]]);
+                }
+                None => missing.push(*t),
+            }
+        }
+        connection.send_with(&PeerResponse { found, missing }, &slices).await?;
     }
     Ok(())
 }
 
-/// The answer to a `GetData`: what was found, encoded, and what was not.
-fn encode_for_peer(values: Vec<(TaskId, Option<crate::store::ForPeer>)>) -> (PeerResponse, Vec<crate::store::Bytes>) {
-    let mut found = Vec::new();
-    let mut missing = Vec::new();
-    let mut payloads = Vec::new();
-    for (t, v) in values {
-        match v.map(|v| v.encode()) {
-            Some(Ok(encoded)) => {
-                found.push((t, encoded.codec));
-                payloads.push(encoded.bytes);
-            }
-            Some(Err(e)) => {
-                tracing::warn!("cannot send {t}: {e}");
-                missing.push(t);
-            }
-            None => missing.push(t),
-        }
-    }
-    (PeerResponse { found, missing }, payloads)
+/// How one result is sent to a peer: its header and its own memory, or
+/// its encoding.
+enum Part<'a> {
+    Lent {
+        codec: &'static str,
+        head: Vec<u8>,
+        body: &'a [u8],
+    },
+    Encoded(crate::store::Encoded),
+}
+
+/// The parts of a value in memory that lends its encoding; `None` for one
+/// that does not (or that failed: it is encoded instead, which reports
+/// the failure).
+fn lend(v: &ForPeer) -> Option<Part<'_>> {
+    let ForPeer::Value(value) = v else {
+        return None;
+    };
+    let mut head = Vec::new();
+    let body = value.encode_lent(&mut head)?.ok()?;
+    Some(Part::Lent {
+        codec: value.codec(),
+        head,
+        body,
+    })
+}
+
+/// Encodes the values to send that do not lend their encoding.
+fn encode_for_peer(values: Vec<(usize, ForPeer)>) -> Vec<(usize, Result<crate::store::Encoded>)> {
+    values.into_iter().map(|(i, v)| (i, v.encode())).collect()
 }
 
 /// Resident memory of this process, bytes (Linux).
@@ -1151,4 +1301,201 @@ fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use blockwise_core::value::{Data, Encoded};
+    use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::frame::{self, FrameLimits};
+    use crate::id::Slab;
+    use crate::tcp::host_port;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn pool() -> PeerPool {
+        PeerPool::new(FrameLimits::default(), None, None, "test".into())
+    }
+
+    /// A peer server over `values`, and its address.
+    async fn serve(values: Vec<(TaskId, Value)>) -> String {
+        let store: Store = Arc::new(Mutex::new(crate::store::Store::new(MemoryLimits::default())));
+        for (t, v) in values {
+            store.lock().unwrap().insert(t, v);
+        }
+        let listener = Listener::bind("tcp://127.0.0.1:0", FrameLimits::default())
+            .await
+            .unwrap();
+        let address = listener.address().unwrap();
+        tokio::spawn(peer_server(listener, store, None));
+        address
+    }
+
+    #[test]
+    fn values_cross_to_a_peer_intact_lent_or_encoded() {
+        let mut ids: Slab<TaskId, ()> = Slab::new();
+        let t: Vec<TaskId> = (0..7).map(|_| ids.insert(())).collect();
+        // Above the inline threshold: sent from its own memory, received
+        // into its own storage.
+        let big = ArrayD::from_shape_fn(IxDyn(&[1500, 1000]), |i| (i[0] * 1000 + i[1]) as f64 * 0.25);
+        let ints = ArrayD::from_shape_fn(IxDyn(&[3, 5]), |i| i[0] as i32 - i[1] as i32);
+        // Column-major: encoded element by element instead.
+        let fortran = ArrayD::from_shape_vec(IxDyn(&[2, 3]).f(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+        let flags = ArrayD::from_shape_fn(IxDyn(&[9]), |i| i[0] % 3 == 0);
+        let list: Vec<i64> = (0..1000).collect();
+        let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 4]));
+        // A value still encoded (never decoded on the sender) goes as it is.
+        let mut ints_bytes = Vec::new();
+        ints.encode(&mut ints_bytes).unwrap();
+        let still_encoded = Encoded {
+            codec: ints.codec().to_string(),
+            bytes: ints_bytes.into(),
+        };
+        let values: Vec<Value> = vec![
+            Arc::new(big.clone()),
+            Arc::new(ints.clone()),
+            Arc::new(fortran.clone()),
+            Arc::new(flags.clone()),
+            Arc::new(list.clone()),
+            Arc::new(empty.clone()),
+            Arc::new(still_encoded),
+        ];
+        let missing = ids.insert(());
+        runtime().block_on(async {
+            let address = serve(t.iter().copied().zip(values).collect()).await;
+            let mut asked = t.clone();
+            asked.insert(3, missing);
+            let data = pool().fetch(&address, asked).await.unwrap();
+            assert_eq!(data.missing, vec![missing]);
+            let got: HashMap<TaskId, Value> = data.found.into_iter().collect();
+            assert_eq!(got.len(), t.len());
+            assert_eq!(got[&t[0]].downcast_ref::<ArrayD<f64>>(), Some(&big));
+            assert_eq!(got[&t[1]].downcast_ref::<ArrayD<i32>>(), Some(&ints));
+            assert_eq!(got[&t[2]].downcast_ref::<ArrayD<f64>>(), Some(&fortran));
+            assert_eq!(got[&t[3]].downcast_ref::<ArrayD<bool>>(), Some(&flags));
+            assert_eq!(got[&t[4]].downcast_ref::<Vec<i64>>(), Some(&list));
+            assert_eq!(got[&t[5]].downcast_ref::<ArrayD<f32>>(), Some(&empty));
+            assert_eq!(got[&t[6]].downcast_ref::<ArrayD<i32>>(), Some(&ints));
+            // The connection went back to the pool and serves again.
+            let again = pool().fetch(&address, vec![t[1]]).await.unwrap();
+            assert_eq!(again.found[0].1.downcast_ref::<ArrayD<i32>>(), Some(&ints));
+        });
+    }
+
+    /// A fake peer that answers its first request with the raw `reply`.
+    async fn raw_peer(reply: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("tcp://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let limits = FrameLimits::default();
+            // Hello, then the welcome, then GetData, then the reply.
+            let read_one = async |stream: &mut tokio::net::TcpStream| {
+                let mut buf = vec![0u8; 1 << 16];
+                let n = stream.read(&mut buf).await.unwrap();
+                buf.truncate(n);
+                buf
+            };
+            read_one(&mut stream).await;
+            let mut welcome = Vec::new();
+            frame::write_message(&mut welcome, &Welcome::Accepted { id: 0 }, &[], &limits).unwrap();
+            stream.write_all(&welcome).await.unwrap();
+            read_one(&mut stream).await;
+            stream.write_all(&reply).await.unwrap();
+            // Nothing more is sent: a reply cut short ends there.
+            let _ = stream.shutdown().await;
+            let _ = stream.read_to_end(&mut Vec::new()).await;
+        });
+        address
+    }
+
+    #[test]
+    fn a_malformed_response_fails_the_fetch_naming_the_problem() {
+        let mut ids: Slab<TaskId, ()> = Slab::new();
+        let task = ids.insert(());
+        let limits = FrameLimits::default();
+        let array = ArrayD::from_shape_fn(IxDyn(&[4]), |i| i[0] as f64);
+        let codec = array.codec();
+        let mut head = Vec::new();
+        array.encode_lent(&mut head).unwrap().unwrap();
+        let response = PeerResponse {
+            found: vec![(task, codec.to_string())],
+            missing: vec![],
+        };
+        let message = |payloads: &[&[u8]]| {
+            let mut out = Vec::new();
+            frame::write_message(&mut out, &response, payloads, &limits).unwrap();
+            out
+        };
+        // A body shorter than the head announces.
+        let short = message(&[&head, &[0u8; 24]]);
+        // One payload where a head and a body are due.
+        let odd = message(&[&head]);
+        // A payload length over the limit, in the frame's own header.
+        let mut oversized = Vec::new();
+        let control = frame::encode(&response).unwrap();
+        oversized.extend_from_slice(&(control.len() as u32).to_le_bytes());
+        oversized.extend_from_slice(&2u32.to_le_bytes());
+        oversized.extend_from_slice(&(head.len() as u64).to_le_bytes());
+        oversized.extend_from_slice(&u64::MAX.to_le_bytes());
+        oversized.extend_from_slice(&control);
+        // A stream that ends inside the body.
+        let mut cut = message(&[&head, &[0u8; 32]]);
+        cut.truncate(cut.len() - 5);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (short, "needs 4 elements"),
+            (odd, "1 payloads for 1 results"),
+            (oversized, "over the limit"),
+            (cut, "closed in the middle of a message"),
+        ];
+        runtime().block_on(async {
+            for (reply, want) in cases {
+                let address = raw_peer(reply).await;
+                let pool = pool();
+                // A hang guard, not a timing assertion.
+                let fetched = tokio::time::timeout(Duration::from_secs(120), pool.fetch(&address, vec![task]))
+                    .await
+                    .unwrap_or_else(|_| panic!("hung on a malformed response (expected {want:?})"));
+                let err = match fetched {
+                    Ok(_) => panic!("a malformed response was accepted (expected {want:?})"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(err.contains(want), "expected {want:?} in: {err}");
+                assert!(
+                    pool.idle.lock().unwrap().get(&address).is_none_or(Vec::is_empty),
+                    "the broken connection is not kept"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn a_peer_sending_an_oversized_header_loses_only_its_connection() {
+        let mut ids: Slab<TaskId, ()> = Slab::new();
+        let task = ids.insert(());
+        let array = ArrayD::from_shape_fn(IxDyn(&[100, 100]), |i| (i[0] + i[1]) as u64);
+        runtime().block_on(async {
+            let address = serve(vec![(task, Arc::new(array.clone()))]).await;
+            let mut bad = tokio::net::TcpStream::connect(host_port(&address).unwrap())
+                .await
+                .unwrap();
+            // A header announcing a 4 GiB control part.
+            bad.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+            bad.write_all(&0u32.to_le_bytes()).await.unwrap();
+            let mut rest = Vec::new();
+            let closed = bad.read_to_end(&mut rest).await;
+            assert!(closed.is_err() || rest.is_empty(), "the server closed it unanswered");
+            let data = pool().fetch(&address, vec![task]).await.unwrap();
+            assert_eq!(data.found[0].1.downcast_ref::<ArrayD<u64>>(), Some(&array));
+        });
+    }
 }

@@ -94,6 +94,32 @@ fn sum_all(xs: Vec<u64>) -> u64 {
     xs.iter().sum()
 }
 
+/// A 1-d array of `n` f64, element `i` being `seed * 1e6 + i / 2`.
+#[task(crate = crate::shim)]
+fn ramp(seed: u64, n: u64) -> ndarray::ArrayD<f64> {
+    ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[n as usize]), |i| seed as f64 * 1e6 + i[0] as f64 * 0.5)
+}
+
+/// The same numbers as a column-major 2-d array (encoded, not lent).
+#[task(crate = crate::shim)]
+fn ramp_fortran(seed: u64, rows: u64) -> ndarray::ArrayD<f64> {
+    use ndarray::ShapeBuilder;
+    ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[rows as usize, 3]).f(), |i| {
+        seed as f64 * 1e6 + (i[0] * 3 + i[1]) as f64 * 0.5
+    })
+}
+
+/// Every element of every array, in order, summed (so any changed,
+/// missing or reordered byte changes it).
+#[task(crate = crate::shim)]
+fn weighted_sum(xs: Vec<ndarray::ArrayD<f64>>) -> f64 {
+    xs.iter()
+        .flat_map(|x| x.iter())
+        .enumerate()
+        .map(|(i, v)| v * ((i % 7) as f64 + 1.0))
+        .sum()
+}
+
 /// `n` tiny tasks from one generated layer and one sum of them all (the
 /// bench's `tasks-flat`): `n + 1` tasks, the result `n(n+1)/2`.
 fn flat_sum(n: u32) -> Delayed<u64> {
@@ -236,6 +262,32 @@ fn futures_api(cluster: &LocalCluster) -> Result<(), String> {
     match slow.value_timeout(Duration::from_secs(60)) {
         Err(err) if *err.kind() == ErrorKind::Cancelled => {}
         other => return Err(format!("value of a cancelled future: {other:?}")),
+    }
+    Ok(())
+}
+
+/// Arrays of 16 MB cross between the worker processes (the consumer of
+/// four of them fetches those it does not hold) and come back to the
+/// client, byte for byte: sent from their own memory and received into
+/// their own storage. A column-major one takes the encoded path.
+fn large_arrays_cross_between_processes_intact(cluster: &LocalCluster) -> Result<(), String> {
+    let client = cluster.client().map_err(|e| e.to_string())?;
+    let e = |e: blockwise_core::Error| e.to_string();
+    const N: u64 = 2_000_000;
+    let mut parts: Vec<Delayed<ndarray::ArrayD<f64>>> = (0..4).map(|s| delayed(ramp).call(s, N)).collect();
+    parts.push(delayed(ramp_fortran).call(9, 1000));
+    let total = delayed(weighted_sum).call(parts.clone());
+    let local = total.compute_with(Scheduler::Sync).map_err(e)?;
+    let remote = client.compute(&total).map_err(e)?;
+    if remote.to_bits() != local.to_bits() {
+        return Err(format!("the cluster summed {remote}, the sync scheduler {local}"));
+    }
+    for part in [&parts[1], &parts[4]] {
+        let want = part.compute_with(Scheduler::Sync).map_err(e)?;
+        let got = client.compute(part).map_err(e)?;
+        if got != want {
+            return Err(format!("{} changed on its way to the client", part.key()));
+        }
     }
     Ok(())
 }
@@ -590,6 +642,10 @@ fn main() {
         ),
         ("futures_api", futures_api),
         ("task_error_names_the_key", task_error_names_the_key),
+        (
+            "large_arrays_cross_between_processes_intact",
+            large_arrays_cross_between_processes_intact,
+        ),
         (
             "a_worker_of_another_build_is_refused",
             a_worker_of_another_build_is_refused,
