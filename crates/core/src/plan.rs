@@ -629,28 +629,31 @@ impl<'g> LayerTables<'g> {
         let mut stack: Vec<(&'g Layer, usize)> = graph.roots().iter().rev().map(|l| (&**l, ROOT)).collect();
         while let Some((layer, edge)) = stack.pop() {
             let hash = table_hash(layer.name());
-            let known = by_name
-                .find(widen(hash), |&(h, id)| {
-                    h == hash && layers[id as usize].name() == layer.name()
-                })
-                .map(|&(_, id)| id);
-            let id = match known {
-                Some(id) => {
+            // One probe: the entry is either the layer's first sighting by
+            // name or the slot it is entered in.
+            let entry = by_name.entry(
+                widen(hash),
+                |&(h, id)| h == hash && layers[id as usize].name() == layer.name(),
+                |&(h, _)| widen(h),
+            );
+            let id = match entry {
+                hashbrown::hash_table::Entry::Occupied(e) => {
+                    let id = e.get().1;
                     let first = layers[id as usize];
                     if !std::ptr::eq(first, layer) {
                         check_same_length(first, layer)?;
                     }
                     id
                 }
-                None => {
+                hashbrown::hash_table::Entry::Vacant(e) => {
                     let id = layers.len() as u32;
+                    e.insert((hash, id));
                     base.push(total);
                     total = u32::try_from(layer.len())
                         .ok()
                         .and_then(|len| total.checked_add(len))
                         .ok_or_else(|| too_many("tasks"))?;
                     layers.push(layer);
-                    by_name.insert_unique(widen(hash), (hash, id), |&(h, _)| widen(h));
                     let deps = layer.deps();
                     let at = dep_ids.len();
                     dep_base.push(u32::try_from(at).map_err(|_| too_many("layer dependencies"))?);
