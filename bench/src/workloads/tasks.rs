@@ -204,11 +204,11 @@ fn build_layers(n: usize, shape: Shape) -> Delayed<u64> {
     let mut layer = Layer::new(
         tok.name("inc"),
         vec![],
-        LayerBody::Blockwise(Blockwise {
+        LayerBody::Blockwise(Box::new(Blockwise {
             op: inc_op,
             grid: vec![n as u32],
             args: vec![BlockArg::BlockIndex(0)],
-        }),
+        })),
     );
     loop {
         layer = sum_layer(&layer, fan_in);

@@ -291,11 +291,11 @@ pub(crate) fn blockwise_layer(
         tok.u64(x);
     }
     let name = tok.name(prefix);
-    let body = LayerBody::Blockwise(Blockwise {
+    let body = LayerBody::Blockwise(Box::new(Blockwise {
         op,
         grid: chunks.grid().iter().map(|&n| n as u32).collect(),
         args,
-    });
+    }));
     let mut unique: Vec<Arc<Layer>> = Vec::new();
     for d in deps {
         if !unique.iter().any(|u| Arc::ptr_eq(u, &d)) {

@@ -586,11 +586,11 @@ fn fused_layer(layer: &Arc<Layer>, readers: &HashMap<*const Layer, usize>) -> Op
         "u8" => fused_op::<u8>(&*chunk.op, &*producer.op),
         _ => None,
     }?;
-    let body = LayerBody::Blockwise(Blockwise {
+    let body = LayerBody::Blockwise(Box::new(Blockwise {
         op,
         grid: chunk.grid.clone(),
         args: index_args(ndim),
-    });
+    }));
     Some(Layer::new(layer.name().clone(), vec![], body))
 }
 

@@ -75,7 +75,7 @@ fn plan_roundtrips_through_bytes() -> Result<(), String> {
     let mut bytes = Vec::new();
     plan.encode(&mut bytes).map_err(|e| e.to_string())?;
     let back = blockwise::core::Plan::decode(&bytes).map_err(|e| e.to_string())?;
-    if back.keys() != plan.keys() {
+    if !back.keys().eq(plan.keys()) {
         return Err("decoded plan has other keys".into());
     }
     let values = blockwise::local::engine::run(&back, 2, &[]).map_err(|e| e.to_string())?;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::exec::Collection;
-use crate::graph::{Graph, Input, Layer, Task};
+use crate::graph::{CallBuilder, Graph, Input, Layer, Task};
 use crate::hash::FastHash;
 use crate::key::{Key, Tokenizer};
 use crate::op::{ArgLayout, FnOp, ItemOp, Op, TaskFn};
@@ -126,9 +126,10 @@ pub fn value<T: IntoValue + 'static>(value: T) -> Delayed<T> {
 }
 
 /// Collects the inputs of one delayed call.
-#[derive(Default)]
 pub struct ArgBuilder {
-    inputs: Vec<Input>,
+    /// The arguments, kept as a list only when they are not simply the
+    /// dependencies' outputs in order or one literal.
+    call: CallBuilder,
     deps: Vec<Arc<Layer>>,
     /// Kept inline: it only picks the shared op, and becomes an
     /// [`ArgLayout`] when an op is made.
@@ -139,33 +140,49 @@ pub struct ArgBuilder {
     dep_set: std::collections::HashSet<usize, FastHash>,
 }
 
-impl ArgBuilder {
-    /// A builder for a call of `arity` arguments: each list is reserved for
-    /// exactly when it is added, so a call's input list holds no spare room
-    /// (a million calls keep a million lists).
-    fn with_arity(arity: usize) -> Self {
+impl Default for ArgBuilder {
+    fn default() -> Self {
         ArgBuilder {
-            inputs: Vec::with_capacity(arity),
-            ..ArgBuilder::default()
+            call: CallBuilder::InOrder(0),
+            deps: Vec::new(),
+            layout: smallvec::SmallVec::new(),
+            tokenizer: Tokenizer::default(),
+            dep_set: Default::default(),
         }
     }
+}
 
+impl ArgBuilder {
     fn push_delayed<T>(&mut self, d: &Delayed<T>) {
         self.tokenizer.key(&d.key);
-        self.inputs.push(Input::Key(d.key.clone()));
+        let added = self.add_dep(&d.layer);
+        self.call.key(&d.key, added, &self.deps);
+    }
+
+    fn push_literal(&mut self, v: Value) {
+        v.tokenize(&mut self.tokenizer);
+        self.call.literal(v, &self.deps);
+    }
+
+    /// Adds `layer` to the call's dependencies unless it is there already;
+    /// `true` when added (at the end).
+    fn add_dep(&mut self, layer: &Arc<Layer>) -> bool {
         const LINEAR: usize = 16;
         if self.deps.len() < LINEAR {
-            if !self.deps.iter().any(|l| Arc::ptr_eq(l, &d.layer)) {
-                self.deps.push(d.layer.clone());
+            if self.deps.iter().any(|l| Arc::ptr_eq(l, layer)) {
+                return false;
             }
-            return;
+            self.deps.push(layer.clone());
+            return true;
         }
         if self.dep_set.is_empty() {
             self.dep_set = self.deps.iter().map(|l| Arc::as_ptr(l) as usize).collect();
         }
-        if self.dep_set.insert(Arc::as_ptr(&d.layer) as usize) {
-            self.deps.push(d.layer.clone());
+        if self.dep_set.insert(Arc::as_ptr(layer) as usize) {
+            self.deps.push(layer.clone());
+            return true;
         }
+        false
     }
 }
 
@@ -178,9 +195,7 @@ pub trait IntoArg<A> {
 
 impl<A: IntoValue> IntoArg<A> for A {
     fn add_to(self, b: &mut ArgBuilder) {
-        let v = self.into_value();
-        v.tokenize(&mut b.tokenizer);
-        b.inputs.push(Input::Literal(v));
+        b.push_literal(self.into_value());
         b.layout.push(None);
     }
 }
@@ -208,7 +223,7 @@ impl<A> IntoArg<Vec<A>> for Vec<Delayed<A>> {
 impl<A> IntoArg<Vec<A>> for &[Delayed<A>] {
     fn add_to(self, b: &mut ArgBuilder) {
         b.tokenizer.u64(self.len() as u64);
-        b.inputs.reserve_exact(self.len());
+        b.call.reserve(self.len());
         for d in self {
             b.push_delayed(d);
         }
@@ -279,7 +294,7 @@ where
             let name = name_with(&mut b.tokenizer, &default_prefix(&*op));
             (op, name)
         };
-        let layer = Layer::single(name.clone(), b.deps, Task::new(op, b.inputs));
+        let layer = b.call.into_layer(name.clone(), b.deps, op);
         Delayed::from_layer(layer, Key::single(name))
     }
 }
@@ -351,7 +366,7 @@ macro_rules! delayed_call {
             /// Builds the task calling the function with these arguments.
             #[allow(unused_mut, clippy::too_many_arguments)]
             pub fn call(&self, $($arg: impl IntoArg<$a>),*) -> Delayed<F::Output> {
-                let mut b = ArgBuilder::with_arity(F::ARITY);
+                let mut b = ArgBuilder::default();
                 $($arg.add_to(&mut b);)*
                 self.build(b)
             }
@@ -400,6 +415,7 @@ unpack!(A 0, B 1, C 2, D 3, E 4, F 5);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::Name;
 
     fn inc(x: i64) -> i64 {
         x + 1
@@ -494,6 +510,77 @@ mod tests {
         assert!(err.to_string().contains("is not in layer"), "{err}");
         assert_eq!(layer.position(&[]), Some(0));
         assert_eq!(layer.position(&[0]), None);
+    }
+
+    /// The inputs of `d`'s task: `Ok(key)` or `Err(literal)`.
+    fn inputs_of<T>(d: &Delayed<T>) -> Vec<std::result::Result<Key, i64>> {
+        d.layer()
+            .task(&[])
+            .unwrap()
+            .inputs
+            .iter()
+            .map(|i| match i {
+                Input::Key(k) => Ok(k.clone()),
+                Input::Literal(v) => Err(*v.downcast_ref::<i64>().unwrap()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_argument_pattern_keeps_its_inputs_in_order() {
+        fn three(a: i64, b: i64, c: i64) -> i64 {
+            a * 100 + b * 10 + c
+        }
+        fn total(xs: Vec<i64>) -> i64 {
+            xs.iter().sum()
+        }
+        let a = delayed(inc).call(1);
+        let b = delayed(inc).call(2);
+        let (ka, kb) = (Ok(a.key().clone()), Ok(b.key().clone()));
+        // Dependencies in order (no list kept), one literal (inline), and
+        // every mix: literal first or last, a handle twice, out of order.
+        assert_eq!(inputs_of(&delayed(add).call(&a, &b)), vec![ka.clone(), kb.clone()]);
+        assert_eq!(inputs_of(&delayed(inc).call(7)), vec![Err(7)]);
+        assert_eq!(inputs_of(&delayed(add).call(3, 4)), vec![Err(3), Err(4)]);
+        assert_eq!(
+            inputs_of(&delayed(three).call(5, &a, &b)),
+            vec![Err(5), ka.clone(), kb.clone()]
+        );
+        assert_eq!(
+            inputs_of(&delayed(three).call(&a, &b, 6)),
+            vec![ka.clone(), kb.clone(), Err(6)]
+        );
+        assert_eq!(
+            inputs_of(&delayed(three).call(&a, &b, &a)),
+            vec![ka.clone(), kb.clone(), ka.clone()]
+        );
+        assert_eq!(inputs_of(&delayed(add).call(&b, &b)), vec![kb.clone(), kb.clone()]);
+        let many: Vec<Delayed<i64>> = (0..40).map(|i| delayed(inc).call(i)).collect();
+        let mut list = many.clone();
+        list.push(many[3].clone());
+        let expected: Vec<_> = list.iter().map(|d| Ok(d.key().clone())).collect();
+        assert_eq!(inputs_of(&delayed(total).call(&list[..])), expected);
+        assert_eq!(delayed(total).call(&list[..]).layer().deps().len(), 40);
+        // A handle to one key of a many-key layer is read by its index.
+        let parts = Layer::new(
+            Name::new("parts"),
+            vec![],
+            crate::graph::LayerBody::Tasks(
+                (0..3u32)
+                    .map(|i| {
+                        (
+                            Key::new(Name::new("parts"), &[i]),
+                            Task::new(crate::op::identity(), vec![Input::Literal(Arc::new(i64::from(i)))]),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
+        let second: Delayed<i64> = Delayed::from_layer(parts.clone(), Key::new(Name::new("parts"), &[1]));
+        assert_eq!(
+            inputs_of(&delayed(inc).call(&second)),
+            vec![Ok(Key::new(Name::new("parts"), &[1]))]
+        );
     }
 
     #[test]

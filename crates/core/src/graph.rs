@@ -16,8 +16,8 @@
 //! Deep chains of layers (a loop of ten thousand `delayed` calls) are dropped
 //! iteratively, so dropping a graph never overflows the stack.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::hash::FastHash;
@@ -173,53 +173,211 @@ pub enum TaskPart<'a> {
     Literal(&'a Value),
 }
 
+/// The task of a single-task layer ([`LayerBody::Single`]): its op, and its
+/// inputs stored for what `delayed` calls usually read. A call reading the
+/// outputs of its layer's dependencies in their order (`total(&parts)`,
+/// `add(&a, &b)`) keeps no input list at all; a call of one literal
+/// (`inc(i)`) keeps the literal inline. A million calls are a million small
+/// layers, so these bytes are most of a `delayed` graph.
+///
+/// A `Call` belongs to the layer it was made for ([`Layer::single`]): its
+/// inputs may be "the dependencies' outputs", so it must not be moved into
+/// a layer with other dependencies.
+#[derive(Clone)]
+pub struct Call {
+    /// What to run.
+    pub op: Arc<dyn Op>,
+    args: CallArgs,
+}
+
+#[derive(Clone)]
+enum CallArgs {
+    /// The output of each dependency (its key with no index), in order.
+    Deps,
+    /// One literal.
+    Literal(Value),
+    /// Any other list of inputs.
+    Inputs(Box<[Input]>),
+}
+
+impl Call {
+    /// The call of `task` in a layer reading `deps`, in its most compact
+    /// form.
+    fn new(task: Task, deps: &[Arc<Layer>]) -> Call {
+        let Task { op, mut inputs } = task;
+        let args = if inputs.len() == 1 && matches!(inputs[0], Input::Literal(_)) {
+            match inputs.pop() {
+                Some(Input::Literal(v)) => CallArgs::Literal(v),
+                _ => unreachable!("checked to be one literal"),
+            }
+        } else if inputs.len() == deps.len()
+            && inputs.iter().zip(deps).all(|(input, dep)| match input {
+                Input::Key(k) => k.index.is_empty() && k.name == dep.name,
+                Input::Literal(_) => false,
+            })
+        {
+            CallArgs::Deps
+        } else {
+            CallArgs::Inputs(inputs.into_boxed_slice())
+        };
+        Call { op, args }
+    }
+
+    /// The call's inputs as a task, given its layer's dependencies.
+    fn to_task(&self, deps: &[Arc<Layer>]) -> Task {
+        let inputs = match &self.args {
+            CallArgs::Deps => deps.iter().map(|d| Input::Key(Key::single(d.name.clone()))).collect(),
+            CallArgs::Literal(v) => vec![Input::Literal(v.clone())],
+            CallArgs::Inputs(inputs) => inputs.to_vec(),
+        };
+        Task::new(self.op.clone(), inputs)
+    }
+
+    /// Hands out the op, then each input in argument order.
+    fn visit(&self, deps: &[Arc<Layer>], f: &mut impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
+        f(TaskPart::Op(&self.op))?;
+        match &self.args {
+            CallArgs::Deps => {
+                for d in deps {
+                    f(TaskPart::Key(&d.name, &[]))?;
+                }
+            }
+            CallArgs::Literal(v) => f(TaskPart::Literal(v))?,
+            CallArgs::Inputs(inputs) => {
+                for input in inputs {
+                    match input {
+                        Input::Key(k) => f(TaskPart::Key(&k.name, &k.index))?,
+                        Input::Literal(v) => f(TaskPart::Literal(v))?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the [`Call`] of a `delayed` call argument by argument, keeping no
+/// input list while the arguments are the dependencies in order.
+pub(crate) enum CallBuilder {
+    /// The arguments so far are the outputs of the first `n` dependencies
+    /// (every dependency so far), in order.
+    InOrder(usize),
+    /// One literal and nothing else so far.
+    Literal(Value),
+    /// Any other list.
+    Listed(Vec<Input>),
+}
+
+impl CallBuilder {
+    /// Turns the arguments so far into an explicit list.
+    fn listed(&mut self, deps: &[Arc<Layer>]) -> &mut Vec<Input> {
+        if !matches!(self, CallBuilder::Listed(_)) {
+            let list = match std::mem::replace(self, CallBuilder::InOrder(0)) {
+                CallBuilder::InOrder(n) => deps[..n]
+                    .iter()
+                    .map(|d| Input::Key(Key::single(d.name.clone())))
+                    .collect(),
+                CallBuilder::Literal(v) => vec![Input::Literal(v)],
+                CallBuilder::Listed(list) => list,
+            };
+            *self = CallBuilder::Listed(list);
+        }
+        match self {
+            CallBuilder::Listed(list) => list,
+            _ => unreachable!("made a list above"),
+        }
+    }
+
+    /// Adds a literal argument.
+    pub(crate) fn literal(&mut self, v: Value, deps: &[Arc<Layer>]) {
+        match self {
+            CallBuilder::InOrder(0) => *self = CallBuilder::Literal(v),
+            _ => self.listed(deps).push(Input::Literal(v)),
+        }
+    }
+
+    /// Adds `key`, an output of the last of `deps`, which `added` says
+    /// was added for this argument.
+    pub(crate) fn key(&mut self, key: &Key, added: bool, deps: &[Arc<Layer>]) {
+        match self {
+            CallBuilder::InOrder(n)
+                if added && *n + 1 == deps.len() && key.index.is_empty() && key.name == deps[*n].name =>
+            {
+                *n += 1
+            }
+            _ => self.listed(deps).push(Input::Key(key.clone())),
+        }
+    }
+
+    /// Reserves room for `more` listed arguments.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        if let CallBuilder::Listed(list) = self {
+            list.reserve_exact(more);
+        }
+    }
+
+    /// The single-task layer of the call.
+    pub(crate) fn into_layer(self, name: Name, deps: Vec<Arc<Layer>>, op: Arc<dyn Op>) -> Arc<Layer> {
+        let call = match self {
+            CallBuilder::InOrder(n) if n == deps.len() => Call {
+                op,
+                args: CallArgs::Deps,
+            },
+            CallBuilder::Literal(v) => Call {
+                op,
+                args: CallArgs::Literal(v),
+            },
+            CallBuilder::InOrder(_) | CallBuilder::Listed(_) => {
+                let mut this = self;
+                let inputs = std::mem::take(this.listed(&deps));
+                Call::new(Task::new(op, inputs), &deps)
+            }
+        };
+        Layer::new(name, deps, LayerBody::Single(call))
+    }
+}
+
 /// The tasks of a layer: explicit, or generated by a rule.
 #[derive(Clone)]
 pub enum LayerBody {
     /// One task under the key of the layer's name with no index (a `delayed`
     /// call): no list and no key of its own to store.
-    Single(Task),
+    Single(Call),
     /// Explicit tasks, each with its key (all keys carry the layer's name).
     Tasks(Vec<(Key, Task)>),
-    /// Tasks generated on demand by a rule.
-    Blockwise(Blockwise),
+    /// Tasks generated on demand by a rule (boxed: most layers of a large
+    /// graph are single calls, which stay small).
+    Blockwise(Box<Blockwise>),
 }
 
 /// One collection operation's tasks, and the layers they read.
+///
+/// Kept small: a graph of a million `delayed` calls is a million layers
+/// (80 bytes each). The planner keeps what speeds up its lookups (name
+/// hashes, key tables of large explicit layers) for as long as it plans.
 pub struct Layer {
     name: Name,
     deps: Box<[Arc<Layer>]>,
     body: LayerBody,
-    /// The hash of the name's text, taken while it is fresh: the planner
-    /// enters a million layers by name without reading a million strings.
-    name_hash: u64,
-    /// Position of each key in an explicit body, built on first lookup.
-    lookup: OnceLock<Box<Lookup>>,
 }
 
-/// How an explicit layer finds a key's position.
-enum Lookup {
-    /// Key `i` has the one-dimensional index `[i]`.
-    Dense,
-    /// Any other set of indices.
-    Map(HashMap<Index, usize, FastHash>),
-}
+/// Explicit layers up to this many tasks find a key by scanning.
+pub(crate) const SCAN: usize = 8;
 
 impl Layer {
     /// A layer named `name` reading from `deps`.
     pub fn new(name: Name, deps: Vec<Arc<Layer>>, body: LayerBody) -> Arc<Self> {
         Arc::new(Layer {
-            name_hash: crate::key::name_hash(name.as_str()),
             name,
             deps: deps.into_boxed_slice(),
             body,
-            lookup: OnceLock::new(),
         })
     }
 
     /// A layer holding a single task, under the key `name` with no index.
     pub fn single(name: Name, deps: Vec<Arc<Layer>>, task: Task) -> Arc<Self> {
-        Layer::new(name, deps, LayerBody::Single(task))
+        let call = Call::new(task, &deps);
+        Layer::new(name, deps, LayerBody::Single(call))
     }
 
     /// The layer's name.
@@ -230,11 +388,6 @@ impl Layer {
     /// The layers this one reads from.
     pub fn deps(&self) -> &[Arc<Layer>] {
         &self.deps
-    }
-
-    /// [`crate::key::name_hash`] of the layer's name.
-    pub(crate) fn name_hash(&self) -> u64 {
-        self.name_hash
     }
 
     /// The layer's tasks or rule.
@@ -294,33 +447,16 @@ impl Layer {
             }
             LayerBody::Single(_) => index.is_empty().then_some(0),
             LayerBody::Tasks(tasks) => {
-                if tasks.len() <= 8 {
-                    return tasks.iter().position(|(k, _)| k.index.as_slice() == index);
+                // Keys are usually listed in order ([0], [1], …): where
+                // the index says, then a scan (planners keep a table for
+                // large layers listed otherwise).
+                if let [i] = index
+                    && let Some((k, _)) = tasks.get(*i as usize)
+                    && k.index.as_slice() == index
+                {
+                    return Some(*i as usize);
                 }
-                let lookup = self.lookup.get_or_init(|| {
-                    let dense = tasks
-                        .iter()
-                        .enumerate()
-                        .all(|(i, (k, _))| k.index.as_slice() == [i as u32]);
-                    Box::new(if dense {
-                        Lookup::Dense
-                    } else {
-                        Lookup::Map(
-                            tasks
-                                .iter()
-                                .enumerate()
-                                .map(|(i, (k, _))| (k.index.clone(), i))
-                                .collect(),
-                        )
-                    })
-                });
-                match &**lookup {
-                    Lookup::Dense => match index {
-                        [i] if (*i as usize) < tasks.len() => Some(*i as usize),
-                        _ => None,
-                    },
-                    Lookup::Map(map) => map.get(index).copied(),
-                }
+                tasks.iter().position(|(k, _)| k.index.as_slice() == index)
             }
         }
     }
@@ -361,12 +497,21 @@ impl Layer {
                 }
                 Ok(())
             }
-            LayerBody::Single(_) | LayerBody::Tasks(_) => {
-                let task = match &self.body {
-                    LayerBody::Single(task) if index.is_empty() => task,
-                    LayerBody::Tasks(tasks) => &tasks[self.position(index).ok_or_else(|| self.key_error(index))?].1,
-                    _ => return Err(self.key_error(index)),
-                };
+            LayerBody::Single(call) if index.is_empty() => call.visit(&self.deps, &mut f),
+            LayerBody::Single(_) => Err(self.key_error(index)),
+            LayerBody::Tasks(_) => {
+                let pos = self.position(index).ok_or_else(|| self.key_error(index))?;
+                self.visit_explicit(pos, f)
+            }
+        }
+    }
+
+    /// [`Layer::visit_task`] for the task at `pos` of an explicit layer (a
+    /// planner that found the position itself).
+    pub(crate) fn visit_explicit(&self, pos: usize, mut f: impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
+        match &self.body {
+            LayerBody::Tasks(tasks) => {
+                let task = &tasks[pos].1;
                 f(TaskPart::Op(&task.op))?;
                 for input in &task.inputs {
                     match input {
@@ -375,6 +520,11 @@ impl Layer {
                     }
                 }
                 Ok(())
+            }
+            LayerBody::Single(_) | LayerBody::Blockwise(_) => {
+                let mut index = Index::new();
+                self.index_at(pos, &mut index);
+                self.visit_task(&index, f)
             }
         }
     }
@@ -398,7 +548,7 @@ impl Layer {
     pub fn task(&self, index: &[u32]) -> Result<Task> {
         match &self.body {
             LayerBody::Blockwise(b) => b.task_at(index),
-            LayerBody::Single(task) if index.is_empty() => Ok(task.clone()),
+            LayerBody::Single(call) if index.is_empty() => Ok(call.to_task(&self.deps)),
             LayerBody::Single(_) => Err(self.key_error(index)),
             LayerBody::Tasks(tasks) => self
                 .position(index)

@@ -43,10 +43,10 @@ pub mod visualize;
 
 pub use error::{Error, ErrorKind, Result, ResultExt};
 pub use exec::{Callback, Collection, Executor, RunOptions};
-pub use graph::{BlockArg, Blockwise, Graph, IndexMap, Input, Layer, LayerBody, Task, TaskPart};
+pub use graph::{BlockArg, Blockwise, Call, Graph, IndexMap, Input, Layer, LayerBody, Task, TaskPart};
 pub use key::{Key, Name, Tokenizer};
 pub use op::{FnOp, Op, TaskFn};
-pub use plan::{Plan, PlanOptions, Slot};
+pub use plan::{Plan, PlanOptions, Slot, SlotRef};
 pub use value::{Data, Decode, FromValue, IntoValue, Value};
 
 /// Re-exports for macros; not a public API.

@@ -15,19 +15,251 @@ use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Layer, TaskPart};
+use crate::graph::{Graph, Layer, LayerBody, SCAN, TaskPart};
+use crate::hash::FastHash;
 use crate::key::{Index, Key, Name};
 use crate::op::Op;
 use crate::order;
 use crate::value::{Value, decode_value, encode_value, postcard_decode, postcard_encode};
 
-/// One input of a planned task.
+/// One input of a task given to [`Plan::from_parts`].
 #[derive(Clone)]
 pub enum Slot {
     /// The output of task `id`.
     Task(u32),
     /// A literal value.
     Literal(Value),
+}
+
+/// One input of a planned task, as [`Plan::slots`] lists it.
+#[derive(Clone, Copy)]
+pub enum SlotRef<'a> {
+    /// The output of task `id`.
+    Task(u32),
+    /// A literal value.
+    Literal(&'a Value),
+}
+
+impl SlotRef<'_> {
+    /// The slot as an owned [`Slot`].
+    pub fn to_slot(self) -> Slot {
+        match self {
+            SlotRef::Task(t) => Slot::Task(t),
+            SlotRef::Literal(v) => Slot::Literal(v.clone()),
+        }
+    }
+}
+
+/// A slot code with this bit set is a position in the plan's literals;
+/// without it, a task id. Plans hold fewer than 2³¹ tasks and literals.
+const LITERAL: u32 = 1 << 31;
+
+/// The inputs of one planned task, in argument order ([`Plan::slots`]).
+#[derive(Clone)]
+pub struct Slots<'a> {
+    codes: std::slice::Iter<'a, u32>,
+    literals: &'a [Value],
+}
+
+impl<'a> Iterator for Slots<'a> {
+    type Item = SlotRef<'a>;
+
+    fn next(&mut self) -> Option<SlotRef<'a>> {
+        let &code = self.codes.next()?;
+        Some(if code & LITERAL == 0 {
+            SlotRef::Task(code)
+        } else {
+            SlotRef::Literal(&self.literals[(code & !LITERAL) as usize])
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.codes.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Slots<'_> {}
+
+/// Every task's inputs: one row of slot codes per task, and the literals
+/// they point at. A task input is four bytes; a literal adds its value.
+#[derive(Default)]
+struct SlotTable {
+    offsets: Vec<u32>,
+    codes: Vec<u32>,
+    literals: Vec<Value>,
+}
+
+impl SlotTable {
+    fn with_rows(rows: usize) -> SlotTable {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        SlotTable {
+            offsets,
+            ..SlotTable::default()
+        }
+    }
+
+    fn push_task(&mut self, id: u32) {
+        self.codes.push(id);
+    }
+
+    fn push_literal(&mut self, v: Value) -> Result<()> {
+        let at = u32::try_from(self.literals.len())
+            .ok()
+            .filter(|at| at & LITERAL == 0)
+            .ok_or_else(|| too_many("literal inputs"))?;
+        self.literals.push(v);
+        self.codes.push(at | LITERAL);
+        Ok(())
+    }
+
+    fn push(&mut self, slot: Slot) -> Result<()> {
+        match slot {
+            Slot::Task(t) => self.push_task(t),
+            Slot::Literal(v) => self.push_literal(v)?,
+        }
+        Ok(())
+    }
+
+    /// Ends the current task's row.
+    fn end_row(&mut self) -> Result<()> {
+        let end = u32::try_from(self.codes.len()).map_err(|_| too_many("inputs"))?;
+        self.offsets.push(end);
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    fn row(&self, t: u32) -> &[u32] {
+        &self.codes[self.offsets[t as usize] as usize..self.offsets[t as usize + 1] as usize]
+    }
+
+    fn slots(&self, t: u32) -> Slots<'_> {
+        Slots {
+            codes: self.row(t).iter(),
+            literals: &self.literals,
+        }
+    }
+
+    /// The task ids of row `t`, in order, repeats kept.
+    fn tasks(&self, t: u32) -> impl Iterator<Item = u32> + '_ {
+        self.row(t).iter().copied().filter(|c| c & LITERAL == 0)
+    }
+
+    fn fit(&mut self) {
+        fit(&mut self.offsets);
+        fit(&mut self.codes);
+        fit(&mut self.literals);
+    }
+
+    fn size_bytes(&self) -> usize {
+        (self.offsets.capacity() + self.codes.capacity()) * 4 + self.literals.capacity() * std::mem::size_of::<Value>()
+    }
+}
+
+/// The keys of a plan's tasks: each distinct name once, and each task's
+/// name position and index. A `delayed` task's key costs its name's
+/// reference and four bytes; a generated task's, twelve bytes.
+#[derive(Default)]
+struct KeyTable {
+    names: Vec<Name>,
+    name_of: Vec<u32>,
+    /// Task `t`'s index is `index_items[index_offsets[t]..index_offsets[t
+    /// + 1]]`; both stay empty while every index is (`delayed` calls).
+    index_offsets: Vec<u32>,
+    index_items: Vec<u32>,
+}
+
+impl KeyTable {
+    fn with_capacity(n: usize) -> KeyTable {
+        KeyTable {
+            names: Vec::new(),
+            name_of: Vec::with_capacity(n),
+            index_offsets: Vec::new(),
+            index_items: Vec::new(),
+        }
+    }
+
+    /// Keys as a list, names shared by text.
+    fn from_keys(keys: Vec<Key>) -> Result<KeyTable> {
+        let mut table = KeyTable::with_capacity(keys.len());
+        let mut by_text: HashMap<Name, u32, crate::hash::FastHash> = HashMap::default();
+        for key in keys {
+            let at = match by_text.get(&key.name) {
+                Some(&at) => at,
+                None => {
+                    let at = table.add_name(key.name.clone())?;
+                    by_text.insert(key.name, at);
+                    at
+                }
+            };
+            table.push(at, &key.index)?;
+        }
+        Ok(table)
+    }
+
+    /// Adds a name; its position for [`KeyTable::push`].
+    fn add_name(&mut self, name: Name) -> Result<u32> {
+        let at = u32::try_from(self.names.len()).map_err(|_| too_many("layers"))?;
+        self.names.push(name);
+        Ok(at)
+    }
+
+    fn push(&mut self, name: u32, index: &[u32]) -> Result<()> {
+        if self.index_offsets.is_empty() && !index.is_empty() {
+            // The first task with an index: every earlier one had none.
+            self.index_offsets.reserve_exact(self.name_of.capacity() + 1);
+            self.index_offsets.resize(self.name_of.len() + 1, 0);
+        }
+        self.name_of.push(name);
+        if !self.index_offsets.is_empty() {
+            self.index_items.extend_from_slice(index);
+            let end = u32::try_from(self.index_items.len()).map_err(|_| too_many("index entries"))?;
+            self.index_offsets.push(end);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.name_of.len()
+    }
+
+    fn name(&self, t: u32) -> &Name {
+        &self.names[self.name_of[t as usize] as usize]
+    }
+
+    fn index(&self, t: u32) -> &[u32] {
+        match self.index_offsets.get(t as usize..t as usize + 2) {
+            Some(&[a, b]) => &self.index_items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    fn key(&self, t: u32) -> Key {
+        Key::new(self.name(t).clone(), self.index(t))
+    }
+
+    fn fit(&mut self) {
+        fit(&mut self.names);
+        fit(&mut self.name_of);
+        fit(&mut self.index_offsets);
+        fit(&mut self.index_items);
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.names.capacity() * std::mem::size_of::<Name>()
+            + (self.name_of.capacity() + self.index_offsets.capacity() + self.index_items.capacity()) * 4
+    }
+}
+
+/// Gives back the room of a list reserved for much more than it holds (a
+/// plan of a small part of a large graph).
+fn fit<T>(v: &mut Vec<T>) {
+    if v.len() < v.capacity() / 2 {
+        v.shrink_to_fit();
+    }
 }
 
 /// Options of [`Plan::build`].
@@ -45,12 +277,11 @@ impl Default for PlanOptions {
 
 /// A culled, fused and ordered graph over dense task ids.
 pub struct Plan {
-    keys: Vec<Key>,
+    keys: KeyTable,
     /// Each task's op, as a position in a table of the distinct ops (a
     /// million tasks of one function share one entry).
     ops: Ops,
-    slot_offsets: Vec<u32>,
-    slots: Vec<Slot>,
+    slots: SlotTable,
     dependencies: Csr,
     dependents: Csr,
     priority: Vec<u32>,
@@ -78,24 +309,31 @@ impl Plan {
         if inputs.len() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
-        let (slot_offsets, slots) = flatten_rows(inputs);
-        let plan = Plan::assemble(keys, Ops::from_list(ops), slot_offsets, slots, outputs)?;
+        let mut slots = SlotTable::with_rows(n);
+        for row in inputs {
+            for slot in row {
+                slots.push(slot)?;
+            }
+            slots.end_row()?;
+        }
+        let plan = Plan::assemble(KeyTable::from_keys(keys)?, Ops::from_list(ops), slots, outputs)?;
         plan.check_acyclic()?;
         Ok(plan.with_order())
     }
 
-    /// Puts a plan together from flat slots, unordered and unchecked for
+    /// Puts a plan together from its tables, unordered and unchecked for
     /// cycles: checks lengths and that every slot names a task.
-    fn assemble(keys: Vec<Key>, ops: Ops, slot_offsets: Vec<u32>, slots: Vec<Slot>, outputs: Vec<u32>) -> Result<Plan> {
+    fn assemble(keys: KeyTable, ops: Ops, slots: SlotTable, outputs: Vec<u32>) -> Result<Plan> {
         let n = keys.len();
-        if ops.of.len() != n || slot_offsets.len() != n + 1 {
+        if ops.of.len() != n || slots.rows() != n {
             return Err(Error::graph("plan parts have different lengths"));
         }
-        for s in &slots {
-            if let Slot::Task(d) = s
-                && *d as usize >= n
-            {
-                return Err(Error::graph(format!("a slot points at task {d}, the plan has {n}")));
+        if n as u64 >= u64::from(LITERAL) {
+            return Err(too_many("tasks"));
+        }
+        for &c in &slots.codes {
+            if c & LITERAL == 0 && c as usize >= n {
+                return Err(Error::graph(format!("a slot points at task {c}, the plan has {n}")));
             }
         }
         for &o in &outputs {
@@ -103,12 +341,11 @@ impl Plan {
                 return Err(Error::graph(format!("output {o} is not a task of the plan")));
             }
         }
-        let dependencies = dependencies_of(n, &slot_offsets, &slots);
+        let dependencies = dependencies_of(&slots);
         let dependents = dependencies.transpose();
         Ok(Plan {
             keys,
             ops,
-            slot_offsets,
             slots,
             dependencies,
             dependents,
@@ -134,7 +371,7 @@ impl Plan {
         let stuck = on_topo.iter().position(|x| !x).unwrap_or(0);
         Err(Error::graph(format!(
             "the graph has a cycle through key {}",
-            self.keys[stuck]
+            self.key(stuck as u32)
         )))
     }
 
@@ -145,17 +382,27 @@ impl Plan {
 
     /// Whether the plan has no tasks.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 
     /// The key of task `id`.
-    pub fn key(&self, id: u32) -> &Key {
-        &self.keys[id as usize]
+    pub fn key(&self, id: u32) -> Key {
+        self.keys.key(id)
+    }
+
+    /// The name of task `id`'s key.
+    pub fn name(&self, id: u32) -> &Name {
+        self.keys.name(id)
+    }
+
+    /// The index of task `id`'s key.
+    pub fn key_index(&self, id: u32) -> &[u32] {
+        self.keys.index(id)
     }
 
     /// Every key, by task id.
-    pub fn keys(&self) -> &[Key] {
-        &self.keys
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = Key> + '_ {
+        (0..self.len() as u32).map(|t| self.keys.key(t))
     }
 
     /// The op of task `id`.
@@ -164,12 +411,8 @@ impl Plan {
     }
 
     /// The inputs of task `id`, in argument order.
-    pub fn slots(&self, id: u32) -> &[Slot] {
-        let (a, b) = (
-            self.slot_offsets[id as usize] as usize,
-            self.slot_offsets[id as usize + 1] as usize,
-        );
-        &self.slots[a..b]
+    pub fn slots(&self, id: u32) -> Slots<'_> {
+        self.slots.slots(id)
     }
 
     /// The distinct tasks that task `id` reads.
@@ -194,11 +437,10 @@ impl Plan {
 
     /// Bytes held by the plan's own structures (not by literal values).
     pub fn size_bytes(&self) -> usize {
-        self.keys.capacity() * std::mem::size_of::<Key>()
+        self.keys.size_bytes()
             + self.ops.table.capacity() * std::mem::size_of::<Arc<dyn Op>>()
             + self.ops.of.capacity() * 4
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.slot_offsets.capacity() * 4
+            + self.slots.size_bytes()
             + self.priority.capacity() * 4
             + self.dependencies.size_bytes()
             + self.dependents.size_bytes()
@@ -216,11 +458,10 @@ impl Plan {
                 .map_err(|e| e.context(format!("while sending task {}", self.key(id))))?;
             let inputs = self
                 .slots(id)
-                .iter()
                 .map(|s| {
                     Ok(match s {
-                        Slot::Task(d) => WireSlot::Task(*d),
-                        Slot::Literal(v) => {
+                        SlotRef::Task(d) => WireSlot::Task(d),
+                        SlotRef::Literal(v) => {
                             let enc = encode_value(v)?;
                             WireSlot::Literal(enc.codec, enc.bytes.to_vec())
                         }
@@ -228,7 +469,7 @@ impl Plan {
                 })
                 .collect::<Result<Vec<_>>>()?;
             tasks.push(WireTask {
-                key: self.key(id).clone(),
+                key: self.key(id),
                 op: op.name().to_string(),
                 params,
                 inputs,
@@ -300,32 +541,19 @@ enum WireSlot {
     Literal(String, Vec<u8>),
 }
 
-/// One list of slots per task, flattened: offsets (`len + 1`) and slots.
-fn flatten_rows(rows: Vec<Vec<Slot>>) -> (Vec<u32>, Vec<Slot>) {
-    let mut offsets = Vec::with_capacity(rows.len() + 1);
-    offsets.push(0u32);
-    let mut slots = Vec::new();
-    for row in rows {
-        slots.extend(row);
-        offsets.push(slots.len() as u32);
-    }
-    (offsets, slots)
-}
-
-fn dependencies_of(n: usize, slot_offsets: &[u32], slots: &[Slot]) -> Csr {
+fn dependencies_of(slots: &SlotTable) -> Csr {
     // last_reader[d] == t + 1 once task t has listed d: distinct inputs in
     // one pass, however many times a task reads the same input.
+    let n = slots.rows();
     let mut last_reader = vec![0u32; n];
     let mut offsets = Vec::with_capacity(n + 1);
     offsets.push(0u32);
-    let mut items = Vec::with_capacity(slots.len());
-    for t in 0..n {
-        for s in &slots[slot_offsets[t] as usize..slot_offsets[t + 1] as usize] {
-            if let Slot::Task(d) = s
-                && last_reader[*d as usize] != t as u32 + 1
-            {
-                last_reader[*d as usize] = t as u32 + 1;
-                items.push(*d);
+    let mut items = Vec::with_capacity(slots.codes.len());
+    for t in 0..n as u32 {
+        for d in slots.tasks(t) {
+            if last_reader[d as usize] != t + 1 {
+                last_reader[d as usize] = t + 1;
+                items.push(d);
             }
         }
         offsets.push(items.len() as u32);
@@ -339,69 +567,36 @@ struct LayerTables<'g> {
     /// Borrowed from the graph: planning a million single-task layers
     /// touches no reference count.
     layers: Vec<&'g Layer>,
-    /// Each layer by name; layers with equal names (the same computation
-    /// built twice) share one entry. Probed once per edge of the walk, and
-    /// when expanding only for a key that names none of its task's layer's
-    /// dependencies by address.
-    by_name: HashMap<NameKey<'g>, u32, PassHash>,
+    /// Each layer's id with a 32-bit hash of its name, found by name;
+    /// layers with equal names (the same computation built twice) share one
+    /// entry. Eight bytes an entry; growing the table reads no name.
+    /// Probed once per edge of the walk, and when expanding only for a key
+    /// that names none of its task's layer's dependencies by address.
+    by_name: hashbrown::HashTable<(u32, u32)>,
     /// The ids of layer `l`'s dependencies, in its order, are
     /// `dep_ids[dep_base[l]..dep_base[l + 1]]`.
-    dep_base: Vec<usize>,
+    dep_base: Vec<u32>,
     dep_ids: Vec<u32>,
     /// Where layer `l`'s positions start in `ids`.
-    base: Vec<usize>,
+    base: Vec<u32>,
     ids: Vec<u32>,
+    /// The positions of the keys of explicit layers of more than
+    /// [`SCAN`] tasks not listed in index order, made on first lookup.
+    explicit: HashMap<u32, HashMap<Index, u32, FastHash>, FastHash>,
 }
 
 const UNSEEN: u32 = u32::MAX;
 
-/// A name with its [`crate::key::name_hash`], taken from the layer (so
-/// entering a layer reads no string) or computed for a lookup. Equal
-/// names compare by address first, by text only when the hashes agree.
-#[derive(Clone, Copy)]
-struct NameKey<'a> {
-    hash: u64,
-    name: &'a Name,
+/// The 32 bits of a name's hash kept in the planner's table.
+fn table_hash(name: &Name) -> u32 {
+    let h = crate::key::name_hash(name.as_str());
+    (h ^ (h >> 32)) as u32
 }
 
-impl PartialEq for NameKey<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.name == other.name
-    }
-}
-impl Eq for NameKey<'_> {}
-impl std::hash::Hash for NameKey<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// Hands a [`NameKey`]'s hash (already mixed) to the table unchanged.
-#[derive(Clone, Copy, Default)]
-struct PassHash;
-
-impl std::hash::BuildHasher for PassHash {
-    type Hasher = PassHasher;
-    fn build_hasher(&self) -> PassHasher {
-        PassHasher(0)
-    }
-}
-
-struct PassHasher(u64);
-
-impl std::hash::Hasher for PassHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `NameKey`; anything else is folded in.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// A 32-bit hash spread over the 64 bits the table reads (its low bits
+/// pick the bucket, its top bits the tag).
+fn widen(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
 }
 
 /// Two layers under one name must be the same computation.
@@ -424,36 +619,44 @@ impl<'g> LayerTables<'g> {
     fn new(graph: &'g Graph) -> Result<Self> {
         const ROOT: usize = usize::MAX;
         let mut layers: Vec<&'g Layer> = Vec::new();
-        let mut by_name: HashMap<NameKey<'g>, u32, PassHash> = HashMap::with_hasher(PassHash);
-        let mut dep_base = Vec::new();
+        let mut by_name = hashbrown::HashTable::<(u32, u32)>::new();
+        let mut dep_base: Vec<u32> = Vec::new();
         let mut dep_ids: Vec<u32> = Vec::new();
-        let mut base = Vec::new();
-        let mut total = 0usize;
+        let mut base: Vec<u32> = Vec::new();
+        let mut total = 0u32;
         // Each entry: a layer, and the edge (a place in `dep_ids`) it was
         // reached by.
         let mut stack: Vec<(&'g Layer, usize)> = graph.roots().iter().rev().map(|l| (&**l, ROOT)).collect();
         while let Some((layer, edge)) = stack.pop() {
-            let key = NameKey {
-                hash: layer.name_hash(),
-                name: layer.name(),
-            };
-            let id = match by_name.entry(key) {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let first = layers[*e.get() as usize];
+            let hash = table_hash(layer.name());
+            // One probe: the entry is either the layer's first sighting by
+            // name or the slot it is entered in.
+            let entry = by_name.entry(
+                widen(hash),
+                |&(h, id)| h == hash && layers[id as usize].name() == layer.name(),
+                |&(h, _)| widen(h),
+            );
+            let id = match entry {
+                hashbrown::hash_table::Entry::Occupied(e) => {
+                    let id = e.get().1;
+                    let first = layers[id as usize];
                     if !std::ptr::eq(first, layer) {
                         check_same_length(first, layer)?;
                     }
-                    *e.get()
+                    id
                 }
-                std::collections::hash_map::Entry::Vacant(e) => {
+                hashbrown::hash_table::Entry::Vacant(e) => {
                     let id = layers.len() as u32;
-                    e.insert(id);
+                    e.insert((hash, id));
                     base.push(total);
-                    total += layer.len();
+                    total = u32::try_from(layer.len())
+                        .ok()
+                        .and_then(|len| total.checked_add(len))
+                        .ok_or_else(|| too_many("tasks"))?;
                     layers.push(layer);
                     let deps = layer.deps();
                     let at = dep_ids.len();
-                    dep_base.push(at);
+                    dep_base.push(u32::try_from(at).map_err(|_| too_many("layer dependencies"))?);
                     dep_ids.resize(at + deps.len(), UNSEEN);
                     stack.extend(deps.iter().enumerate().rev().map(|(i, d)| (&**d, at + i)));
                     id
@@ -463,23 +666,25 @@ impl<'g> LayerTables<'g> {
                 dep_ids[edge] = id;
             }
         }
-        dep_base.push(dep_ids.len());
+        dep_base.push(u32::try_from(dep_ids.len()).map_err(|_| too_many("layer dependencies"))?);
         Ok(LayerTables {
             layers,
             by_name,
             dep_base,
             dep_ids,
             base,
-            ids: vec![UNSEEN; total],
+            ids: vec![UNSEEN; total as usize],
+            explicit: HashMap::default(),
         })
     }
 
     fn layer_of(&self, name: &Name) -> Option<u32> {
-        let key = NameKey {
-            hash: crate::key::name_hash(name.as_str()),
-            name,
-        };
-        self.by_name.get(&key).copied()
+        let hash = table_hash(name);
+        self.by_name
+            .find(widen(hash), |&(h, id)| {
+                h == hash && self.layers[id as usize].name() == name
+            })
+            .map(|&(_, id)| id)
     }
 
     /// The layer a task of layer `l` reads through the key name `name`:
@@ -487,7 +692,7 @@ impl<'g> LayerTables<'g> {
     /// usually come in the order of the dependencies), then any dependency
     /// of a short list by address, then the table.
     fn dep_of(&self, l: u32, next: &mut usize, name: &Name) -> Option<u32> {
-        let deps = &self.dep_ids[self.dep_base[l as usize]..self.dep_base[l as usize + 1]];
+        let deps = &self.dep_ids[self.dep_base[l as usize] as usize..self.dep_base[l as usize + 1] as usize];
         let addr = name.addr();
         let named = |d: u32| self.layers[d as usize].name().addr() == addr;
         if let Some(&d) = deps.get(*next)
@@ -508,11 +713,30 @@ impl<'g> LayerTables<'g> {
     /// the layer's own error when the index is not one of its keys.
     fn slot(&mut self, l: u32, index: &[u32]) -> Result<(u32, &mut u32)> {
         let layer = self.layers[l as usize];
-        let Some(pos) = layer.position(index) else {
+        let pos = match layer.body() {
+            LayerBody::Tasks(tasks)
+                if tasks.len() > SCAN
+                    && !matches!(index, [i] if tasks.get(*i as usize).is_some_and(|(k, _)| k.index.as_slice() == index)) =>
+            {
+                self.explicit
+                    .entry(l)
+                    .or_insert_with(|| {
+                        tasks
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (k, _))| (k.index.clone(), i as u32))
+                            .collect()
+                    })
+                    .get(index)
+                    .map(|&p| p as usize)
+            }
+            _ => layer.position(index),
+        };
+        let Some(pos) = pos else {
             return Err(layer.key_error(index));
         };
         let pos32 = u32::try_from(pos).map_err(|_| too_many("tasks in one layer"))?;
-        Ok((pos32, &mut self.ids[self.base[l as usize] + pos]))
+        Ok((pos32, &mut self.ids[self.base[l as usize] as usize + pos]))
     }
 }
 
@@ -550,12 +774,19 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         output_found.push(*slot);
     }
     let mut stack: Vec<u32> = (0..found.len() as u32).rev().collect();
-    let mut keys: Vec<Key> = Vec::with_capacity(bound);
+    let mut keys = KeyTable::with_capacity(bound);
+    keys.names.reserve_exact(tables.layers.len());
+    // The position of layer `l`'s name in `keys`, once one of its tasks is.
+    let mut name_at = vec![UNSEEN; tables.layers.len()];
     let mut ops = Ops::default();
     ops.of.reserve_exact(bound);
-    let mut slot_offsets = Vec::with_capacity(bound + 1);
-    slot_offsets.push(0u32);
-    let mut slots: Vec<Slot> = Vec::new();
+    // Most tasks read one input or more, and most graphs' tasks take a
+    // literal each (an index, a path, a seed): lists reserved at that size
+    // grow by doubling less often, which leaves fewer freed blocks between
+    // the plan's lists.
+    let mut slots = SlotTable::with_rows(bound);
+    slots.codes.reserve_exact(bound);
+    slots.literals.reserve_exact(bound);
     let mut pending: Vec<u32> = Vec::new();
     let mut index = Index::new();
     while let Some(f) = stack.pop() {
@@ -564,14 +795,17 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         layer.index_at(pos as usize, &mut index);
         id_of_found[f as usize] = keys.len() as u32;
         // The layer's own name, so every key of a layer shares one.
-        keys.push(Key::new(layer.name().clone(), &index));
+        if name_at[l as usize] == UNSEEN {
+            name_at[l as usize] = keys.add_name(layer.name().clone())?;
+        }
+        keys.push(name_at[l as usize], &index)?;
         pending.clear();
         let mut next_dep = 0;
         let mut op = None;
-        layer.visit_task(&index, |part| {
+        let visit = |part: TaskPart<'_>| {
             match part {
                 TaskPart::Op(o) => op = Some(ops.intern(o)),
-                TaskPart::Literal(v) => slots.push(Slot::Literal(v.clone())),
+                TaskPart::Literal(v) => slots.push_literal(v.clone())?,
                 TaskPart::Key(name, dep_index) => {
                     let Some(dl) = tables.dep_of(l, &mut next_dep, name) else {
                         return Err(Error::graph(format!(
@@ -587,37 +821,37 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
                         id_of_found.push(UNSEEN);
                         pending.push(*slot);
                     }
-                    slots.push(Slot::Task(*slot));
+                    slots.push_task(*slot);
                 }
             }
             Ok(())
-        })?;
-        let op = op.ok_or_else(|| Error::graph(format!("task {} has no op", keys[keys.len() - 1])))?;
+        };
+        match layer.body() {
+            LayerBody::Tasks(_) => layer.visit_explicit(pos as usize, visit)?,
+            _ => layer.visit_task(&index, visit)?,
+        }
+        let op =
+            op.ok_or_else(|| Error::graph(format!("task {} has no op", Key::new(layer.name().clone(), &index))))?;
         ops.of.push(op);
-        slot_offsets.push(u32::try_from(slots.len()).map_err(|_| too_many("inputs"))?);
+        slots.end_row()?;
         // First input expanded first, as a depth-first walk would.
         stack.extend(pending.iter().rev());
     }
     drop(tables);
     drop(found);
-    for s in &mut slots {
-        if let Slot::Task(f) = s {
-            *f = id_of_found[*f as usize];
+    drop(name_at);
+    for c in &mut slots.codes {
+        if *c & LITERAL == 0 {
+            *c = id_of_found[*c as usize];
         }
     }
     let output_ids = output_found.iter().map(|&f| id_of_found[f as usize]).collect();
     drop(id_of_found);
-    // A plan of a small part of a large graph gives back the room reserved.
-    fn fit<T>(v: &mut Vec<T>) {
-        if v.len() < v.capacity() / 2 {
-            v.shrink_to_fit();
-        }
-    }
-    fit(&mut keys);
+    keys.fit();
     fit(&mut ops.of);
-    fit(&mut slot_offsets);
+    slots.fit();
     ops.forget_lookup();
-    let plan = Plan::assemble(keys, ops, slot_offsets, slots, output_ids)?;
+    let plan = Plan::assemble(keys, ops, slots, output_ids)?;
     plan.check_acyclic()?;
     Ok(plan)
 }
@@ -692,14 +926,7 @@ fn fuse(plan: Plan) -> Plan {
             let d = dependents[0];
             // Only a dependent reading nothing else can absorb t; count its
             // reads only then (a wide final task would make this quadratic).
-            if plan.dependencies.row(d).len() == 1
-                && plan
-                    .slots(d)
-                    .iter()
-                    .filter(|s| matches!(s, Slot::Task(x) if *x == t))
-                    .count()
-                    == 1
-            {
+            if plan.dependencies.row(d).len() == 1 && plan.slots.tasks(d).filter(|&x| x == t).count() == 1 {
                 absorbed[t as usize] = true;
                 any = true;
             }
@@ -717,10 +944,11 @@ fn fuse(plan: Plan) -> Plan {
             next += 1;
         }
     }
-    let mut keys = Vec::with_capacity(next as usize);
+    let mut keys = KeyTable::with_capacity(next as usize);
+    keys.names = plan.keys.names.clone();
     let mut ops = Ops::default();
     ops.of.reserve_exact(next as usize);
-    let mut inputs: Vec<Vec<Slot>> = Vec::with_capacity(next as usize);
+    let mut slots = SlotTable::with_rows(next as usize);
     for t in 0..n as u32 {
         if absorbed[t as usize] {
             continue;
@@ -737,12 +965,22 @@ fn fuse(plan: Plan) -> Plan {
         }
         chain.reverse();
         let head = chain[0];
-        let remap = |s: &Slot| match s {
-            Slot::Task(d) => Slot::Task(new_id[*d as usize]),
-            Slot::Literal(v) => Slot::Literal(v.clone()),
-        };
-        keys.push(plan.key(t).clone());
-        inputs.push(plan.slots(head).iter().map(remap).collect());
+        if keys.push(plan.keys.name_of[t as usize], plan.keys.index(t)).is_err() {
+            return plan;
+        }
+        for s in plan.slots(head) {
+            match s {
+                SlotRef::Task(d) => slots.push_task(new_id[d as usize]),
+                SlotRef::Literal(v) => {
+                    if slots.push_literal(v.clone()).is_err() {
+                        return plan;
+                    }
+                }
+            }
+        }
+        if slots.end_row().is_err() {
+            return plan;
+        }
         if chain.len() == 1 {
             let op = ops.intern(plan.op(t));
             ops.of.push(op);
@@ -755,10 +993,9 @@ fn fuse(plan: Plan) -> Plan {
                         (0..plan.slots(c).len() as u32).map(FusedInput::Outer).collect()
                     } else {
                         plan.slots(c)
-                            .iter()
                             .map(|s| match s {
-                                Slot::Task(_) => FusedInput::Previous,
-                                Slot::Literal(v) => FusedInput::Literal(v.clone()),
+                                SlotRef::Task(_) => FusedInput::Previous,
+                                SlotRef::Literal(v) => FusedInput::Literal(v.clone()),
                             })
                             .collect()
                     },
@@ -770,10 +1007,9 @@ fn fuse(plan: Plan) -> Plan {
         }
     }
     let outputs = plan.outputs.iter().map(|&o| new_id[o as usize]).collect();
-    let (slot_offsets, slots) = flatten_rows(inputs);
     ops.forget_lookup();
     // Fusing an acyclic plan keeps it acyclic and every slot valid.
-    match Plan::assemble(keys, ops, slot_offsets, slots, outputs) {
+    match Plan::assemble(keys, ops, slots, outputs) {
         Ok(fused) => fused,
         Err(_) => plan,
     }
@@ -939,11 +1175,7 @@ mod tests {
         assert_eq!(plan.len(), 2, "inc once, add once");
         let inc_id = plan.outputs()[1];
         let add_id = plan.outputs()[0];
-        assert!(
-            plan.slots(add_id)
-                .iter()
-                .all(|s| matches!(s, Slot::Task(t) if *t == inc_id))
-        );
+        assert!(plan.slots(add_id).all(|s| matches!(s, SlotRef::Task(t) if t == inc_id)));
         assert_eq!(plan.dependencies().row(add_id), &[inc_id]);
     }
 
@@ -1017,13 +1249,13 @@ mod tests {
         let outputs = [Key::single(few.name().clone()), Key::single(many.name().clone())];
         let plan = Plan::build(&graph, &outputs, &PlanOptions { fuse: false }).unwrap();
         assert_eq!(plan.len(), 42);
-        let leaf_of = |slot: &Slot| match slot {
-            Slot::Task(t) => plan.key(*t).name.as_str().to_string(),
-            Slot::Literal(_) => panic!("a key input planned as a literal"),
+        let leaf_of = |slot: SlotRef<'_>| match slot {
+            SlotRef::Task(t) => plan.name(t).as_str().to_string(),
+            SlotRef::Literal(_) => panic!("a key input planned as a literal"),
         };
-        let few_reads: Vec<String> = plan.slots(plan.outputs()[0]).iter().map(leaf_of).collect();
+        let few_reads: Vec<String> = plan.slots(plan.outputs()[0]).map(leaf_of).collect();
         assert_eq!(few_reads, ["leaf-2", "leaf-0", "leaf-1", "leaf-0", "leaf-1"]);
-        let many_reads: Vec<String> = plan.slots(plan.outputs()[1]).iter().map(leaf_of).collect();
+        let many_reads: Vec<String> = plan.slots(plan.outputs()[1]).map(leaf_of).collect();
         let expected: Vec<String> = (1..40).rev().chain([0]).map(|i| format!("leaf-{i}")).collect();
         assert_eq!(many_reads, expected);
         // Each leaf is one task, whichever name allocation reached it.
@@ -1049,11 +1281,63 @@ mod tests {
     }
 
     #[test]
+    fn explicit_layers_listed_in_any_order_find_every_key() {
+        // Two-dimensional keys listed backwards, and one-dimensional keys
+        // listed shuffled: the planner's own key table and the in-order
+        // shortcut must both give each key its own task.
+        let grid = Name::new("grid");
+        let mut cells: Vec<(Key, Task)> = Vec::new();
+        for i in (0..4u32).rev() {
+            for j in (0..5u32).rev() {
+                let v = i64::from(i * 10 + j);
+                cells.push((
+                    Key::new(grid.clone(), &[i, j]),
+                    Task::new(identity(), vec![Input::Literal(Arc::new(v))]),
+                ));
+            }
+        }
+        let row = Name::new("row");
+        let mut order: Vec<u32> = (0..12).collect();
+        order.swap(0, 7);
+        order.swap(3, 11);
+        let rows: Vec<(Key, Task)> = order
+            .iter()
+            .map(|&i| {
+                (
+                    Key::new(row.clone(), &[i]),
+                    Task::new(identity(), vec![Input::Key(Key::new(grid.clone(), &[i % 4, i % 5]))]),
+                )
+            })
+            .collect();
+        let grid_layer = Layer::new(grid.clone(), vec![], LayerBody::Tasks(cells));
+        let row_layer = Layer::new(row.clone(), vec![grid_layer], LayerBody::Tasks(rows));
+        let g = Graph::from_layer(row_layer);
+        let outputs: Vec<Key> = (0..12).map(|i| Key::new(row.clone(), &[i])).collect();
+        let plan = Plan::build(&g, &outputs, &PlanOptions { fuse: false }).unwrap();
+        for (o, &t) in plan.outputs().iter().enumerate() {
+            assert_eq!(plan.key(t), outputs[o]);
+            let [SlotRef::Task(cell)] = plan.slots(t).collect::<Vec<_>>()[..] else {
+                panic!("row {o} reads one cell");
+            };
+            let i = o as u32;
+            assert_eq!(plan.key(cell), Key::new(grid.clone(), &[i % 4, i % 5]));
+            let [SlotRef::Literal(v)] = plan.slots(cell).collect::<Vec<_>>()[..] else {
+                panic!("a cell holds one literal");
+            };
+            assert_eq!(*v.downcast_ref::<i64>().unwrap(), i64::from((i % 4) * 10 + i % 5));
+        }
+        let missing = Plan::build(&g, &[Key::new(grid, &[4, 0])], &PlanOptions::default())
+            .err()
+            .unwrap();
+        assert!(missing.to_string().contains("not in layer"), "{missing}");
+    }
+
+    #[test]
     fn fuse_collapses_a_linear_chain() {
         let (g, key) = chain_graph(50);
         let plan = Plan::build(&g, std::slice::from_ref(&key), &PlanOptions { fuse: true }).unwrap();
         assert_eq!(plan.len(), 1);
-        assert_eq!(plan.key(0), &key);
+        assert_eq!(plan.key(0), key);
         let unfused = Plan::build(&g, &[key], &PlanOptions { fuse: false }).unwrap();
         assert_eq!(unfused.len(), 50);
     }

@@ -171,7 +171,7 @@ pub fn to_dot(plan: &Plan, options: &DotOptions) -> String {
     let mut names = ShortNames::default();
     let mut label = String::new();
     for id in 0..n as u32 {
-        let key = plan.key(id);
+        let key = &plan.key(id);
         label.clear();
         match options.nodes {
             NodeStyle::Tasks => {

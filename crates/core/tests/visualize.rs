@@ -59,14 +59,14 @@ fn fan_in_graph() -> (Graph, Key) {
     let inc_layer = Layer::new(
         Name::new(INC),
         vec![xs_layer],
-        LayerBody::Blockwise(Blockwise {
+        LayerBody::Blockwise(Box::new(Blockwise {
             op: inc_op,
             grid: vec![4],
             args: vec![BlockArg::Block {
                 name: xs,
                 map: vec![IndexMap::Axis(0)],
             }],
-        }),
+        })),
     );
     let total_op: Arc<dyn Op> = Arc::new(FnOp::new(total, vec![Some(4)]));
     let inputs = (0..4u32).map(|i| Input::Key(Key::new(Name::new(INC), &[i]))).collect();

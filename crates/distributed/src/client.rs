@@ -379,7 +379,7 @@ impl Client {
         for t in &mut submission.tasks {
             t.retries = options.retries;
         }
-        let keys: Vec<Key> = plan.outputs().iter().map(|&o| plan.key(o).clone()).collect();
+        let keys: Vec<Key> = plan.outputs().iter().map(|&o| plan.key(o)).collect();
         self.submit_raw(submission, keys)
     }
 
@@ -1047,8 +1047,8 @@ fn follow(
     events: Events,
     done: &std::sync::atomic::AtomicBool,
 ) {
-    let ids: HashMap<&Key, u32, crate::id::IdBuildHasher> =
-        plan.keys().iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
+    let ids: HashMap<Key, u32, crate::id::IdBuildHasher> =
+        plan.keys().enumerate().map(|(i, k)| (k, i as u32)).collect();
     let unit: Value = Arc::new(());
     let mut seen = vec![false; plan.len()];
     let mut on = |event: ClusterEvent| {

@@ -122,9 +122,9 @@ impl LayeredGraph {
                             .collect(),
                         template: encode_template(layer.name(), rule)?,
                     },
-                    LayerBody::Single(task) => {
+                    LayerBody::Single(_) => {
                         let key = Key::single(layer.name().clone());
-                        WireLayer::Tasks(vec![explicit(&key, task)?])
+                        WireLayer::Tasks(vec![explicit(&key, &layer.task(&[])?)?])
                     }
                     LayerBody::Tasks(tasks) => WireLayer::Tasks(
                         tasks
@@ -365,11 +365,11 @@ mod tests {
     use crate::spec::{Argument, decode_task};
 
     fn rule(grid: Vec<u32>, args: Vec<BlockArg>) -> LayerBody {
-        LayerBody::Blockwise(Blockwise {
+        LayerBody::Blockwise(Box::new(Blockwise {
             op: identity(),
             grid,
             args,
-        })
+        }))
     }
 
     /// A 4×3 generated layer; a 4-block layer reading two of its columns
@@ -441,15 +441,21 @@ mod tests {
         let keys: Vec<Key> = submission.tasks.iter().map(|t| t.key.clone()).collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        let mut planned = plan.keys().to_vec();
+        let mut planned: Vec<Key> = plan.keys().collect();
         planned.sort();
         assert_eq!(sorted, planned);
         assert_eq!(keys.len(), 4 + 4 + 4 + 1);
-        let plan_id: HashMap<&Key, u32> = plan.keys().iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
+        let plan_keys: Vec<Key> = plan.keys().collect();
+        let plan_id: HashMap<&Key, u32> = plan_keys.iter().enumerate().map(|(i, k)| (k, i as u32)).collect();
         for t in &submission.tasks {
             let p = plan_id[&t.key];
             let mut ours: Vec<&Key> = t.dependencies.iter().map(|&d| &keys[d as usize]).collect();
-            let mut theirs: Vec<&Key> = plan.dependencies().row(p).iter().map(|&d| plan.key(d)).collect();
+            let mut theirs: Vec<&Key> = plan
+                .dependencies()
+                .row(p)
+                .iter()
+                .map(|&d| &plan_keys[d as usize])
+                .collect();
             ours.sort();
             theirs.sort();
             assert_eq!(ours, theirs, "inputs of {}", t.key);
@@ -457,7 +463,7 @@ mod tests {
             assert_eq!(t.retries, 2);
         }
         let outputs: Vec<&Key> = submission.outputs.iter().map(|&o| &keys[o as usize]).collect();
-        let planned_outputs: Vec<&Key> = plan.outputs().iter().map(|&o| plan.key(o)).collect();
+        let planned_outputs: Vec<&Key> = plan.outputs().iter().map(|&o| &plan_keys[o as usize]).collect();
         assert_eq!(outputs, planned_outputs);
         assert_eq!(submission.priority, 3);
         // Every task of a generated layer shares its layer's template.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use blockwise_core::key::Index;
 use blockwise_core::value::{decode_value, encode_value, postcard_decode, postcard_encode};
-use blockwise_core::{BlockArg, Blockwise, IndexMap, Input, Key, Name, Op, Plan, Result, Slot, Task, Value};
+use blockwise_core::{BlockArg, Blockwise, IndexMap, Input, Key, Name, Op, Plan, Result, SlotRef, Task, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::scheduler::{Submission, TaskSpec};
@@ -151,11 +151,10 @@ pub fn encode_task(plan: &Plan, id: u32) -> Result<TaskSpec> {
         .map_err(|e| e.context(format!("while sending task {} to a cluster", plan.key(id))))?;
     let inputs = plan
         .slots(id)
-        .iter()
         .map(|s| {
             Ok(match s {
-                Slot::Task(d) => SpecInput::Key(plan.key(*d).clone()),
-                Slot::Literal(v) => {
+                SlotRef::Task(d) => SpecInput::Key(plan.key(d)),
+                SlotRef::Literal(v) => {
                     let encoded = encode_value(v)
                         .map_err(|e| e.context(format!("while sending a literal input of task {}", plan.key(id))))?;
                     SpecInput::Literal(encoded.codec, encoded.bytes.to_vec())

@@ -133,11 +133,11 @@ fn flat_sum(n: u32) -> Delayed<u64> {
     let incs = Layer::new(
         tok.name("inc"),
         vec![],
-        LayerBody::Blockwise(Blockwise {
+        LayerBody::Blockwise(Box::new(Blockwise {
             op,
             grid: vec![n],
             args: vec![BlockArg::BlockIndex(0)],
-        }),
+        })),
     );
     let sum_op: Arc<dyn Op> = Arc::new(FnOp::new(sum_all, vec![Some(n)]));
     let name = tok.name("sum-all");

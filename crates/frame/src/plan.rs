@@ -921,14 +921,14 @@ fn blockwise(name: Name, input: &Lowered, op: Arc<dyn blockwise_core::Op>, n: us
     Layer::new(
         name,
         vec![input.layer.clone()],
-        LayerBody::Blockwise(Blockwise {
+        LayerBody::Blockwise(Box::new(Blockwise {
             op,
             grid: vec![n as u32],
             args: vec![BlockArg::Block {
                 name: input.name.clone(),
                 map: vec![IndexMap::Axis(0)],
             }],
-        }),
+        })),
     )
 }
 

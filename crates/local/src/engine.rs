@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use blockwise_core::{Callback, Error, ErrorKind, Plan, Result, Slot, Value};
+use blockwise_core::{Callback, Error, ErrorKind, Plan, Result, SlotRef, Value};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use parking_lot::{Condvar, Mutex};
 
@@ -272,12 +272,12 @@ impl WorkerLoop<'_, '_> {
         args.clear();
         for slot in plan.slots(t) {
             args.push(match slot {
-                Slot::Literal(v) => v.clone(),
-                Slot::Task(d) => state.results[*d as usize].lock().clone().ok_or_else(|| {
+                SlotRef::Literal(v) => v.clone(),
+                SlotRef::Task(d) => state.results[d as usize].lock().clone().ok_or_else(|| {
                     Error::graph(format!(
                         "task {} started before its input {} was computed",
                         plan.key(t),
-                        plan.key(*d)
+                        plan.key(d)
                     ))
                 })?,
             });
@@ -294,7 +294,7 @@ impl WorkerLoop<'_, '_> {
             Err(payload) => {
                 let msg = panic_message(&payload);
                 return Err(
-                    Error::new(ErrorKind::TaskFailed(plan.key(t).clone()), format!("panicked: {msg}"))
+                    Error::new(ErrorKind::TaskFailed(plan.key(t)), format!("panicked: {msg}"))
                         .context(format!("in op {}", op.name())),
                 );
             }
@@ -342,7 +342,7 @@ fn task_error(plan: &Plan, t: u32, e: Error) -> Error {
         // computation) keeps its key.
         ErrorKind::TaskFailed(_) => e,
         _ => {
-            let mut err = Error::new(ErrorKind::TaskFailed(plan.key(t).clone()), e.message().to_string());
+            let mut err = Error::new(ErrorKind::TaskFailed(plan.key(t)), e.message().to_string());
             for line in e.context_lines() {
                 err = err.context(line.clone());
             }

@@ -460,8 +460,8 @@ fn prefix_groups(plan: &Plan, multi: &MultiProgress) -> (Vec<u16>, Vec<Group>) {
     let mut found: Vec<(&str, u64, u32)> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut raw_group = Vec::with_capacity(plan.len());
-    for (id, key) in plan.keys().iter().enumerate() {
-        let prefix = key.name.prefix();
+    for id in 0..plan.len() {
+        let prefix = plan.name(id as u32).prefix();
         let priority = priorities.get(id).copied().unwrap_or(u32::MAX);
         let i = *index.entry(prefix).or_insert_with(|| {
             found.push((prefix, 0, priority));
