@@ -398,11 +398,7 @@ impl<'de> Deserializer<'de> {
             return self.number_by_serde_json(start, kind, visitor);
         }
         self.pos = end;
-        if negative {
-            visitor.visit_i64((v as i64).wrapping_neg())
-        } else {
-            visitor.visit_u64(v)
-        }
+        visit_integer(v, negative, visitor)
     }
 
     /// [`parse_number`] near the end of the text, where fewer than eight
@@ -436,11 +432,7 @@ impl<'de> Deserializer<'de> {
             return self.number_by_serde_json(start, kind, visitor);
         }
         self.pos = p;
-        if negative {
-            visitor.visit_i64((v as i64).wrapping_neg())
-        } else {
-            visitor.visit_u64(v)
-        }
+        visit_integer(v, negative, visitor)
     }
 
     /// The number token starting at `start`, parsed by serde_json's own
@@ -895,6 +887,16 @@ impl<'de> de::VariantAccess<'de> for Enum<'_, 'de> {
 
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> R<V::Value> {
         de::Deserializer::deserialize_struct(&mut *self.de, "", fields, visitor)
+    }
+}
+
+/// Hands the magnitude `v` (at most 2⁶³ when `negative`) to `visitor`
+/// as serde_json would: negative numbers as `i64`, others as `u64`.
+fn visit_integer<'de, V: Visitor<'de>>(v: u64, negative: bool, visitor: V) -> R<V::Value> {
+    if negative {
+        visitor.visit_i64((v as i64).wrapping_neg())
+    } else {
+        visitor.visit_u64(v)
     }
 }
 

@@ -243,17 +243,27 @@ impl Call {
                 }
             }
             CallArgs::Literal(v) => f(TaskPart::Literal(v))?,
-            CallArgs::Inputs(inputs) => {
-                for input in inputs {
-                    match input {
-                        Input::Key(k) => f(TaskPart::Key(&k.name, &k.index))?,
-                        Input::Literal(v) => f(TaskPart::Literal(v))?,
-                    }
-                }
-            }
+            CallArgs::Inputs(inputs) => visit_inputs(inputs, f)?,
         }
         Ok(())
     }
+}
+
+/// Hands out an explicit task's op, then each input in argument order (as
+/// [`Layer::visit_task`] does).
+pub(crate) fn visit_explicit(task: &Task, f: &mut impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
+    f(TaskPart::Op(&task.op))?;
+    visit_inputs(&task.inputs, f)
+}
+
+fn visit_inputs(inputs: &[Input], f: &mut impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
+    for input in inputs {
+        match input {
+            Input::Key(k) => f(TaskPart::Key(&k.name, &k.index))?,
+            Input::Literal(v) => f(TaskPart::Literal(v))?,
+        }
+    }
+    Ok(())
 }
 
 /// Builds the [`Call`] of a `delayed` call argument by argument, keeping no
@@ -499,32 +509,9 @@ impl Layer {
             }
             LayerBody::Single(call) if index.is_empty() => call.visit(&self.deps, &mut f),
             LayerBody::Single(_) => Err(self.key_error(index)),
-            LayerBody::Tasks(_) => {
-                let pos = self.position(index).ok_or_else(|| self.key_error(index))?;
-                self.visit_explicit(pos, f)
-            }
-        }
-    }
-
-    /// [`Layer::visit_task`] for the task at `pos` of an explicit layer (a
-    /// planner that found the position itself).
-    pub(crate) fn visit_explicit(&self, pos: usize, mut f: impl FnMut(TaskPart<'_>) -> Result<()>) -> Result<()> {
-        match &self.body {
             LayerBody::Tasks(tasks) => {
-                let task = &tasks[pos].1;
-                f(TaskPart::Op(&task.op))?;
-                for input in &task.inputs {
-                    match input {
-                        Input::Key(k) => f(TaskPart::Key(&k.name, &k.index))?,
-                        Input::Literal(v) => f(TaskPart::Literal(v))?,
-                    }
-                }
-                Ok(())
-            }
-            LayerBody::Single(_) | LayerBody::Blockwise(_) => {
-                let mut index = Index::new();
-                self.index_at(pos, &mut index);
-                self.visit_task(&index, f)
+                let pos = self.position(index).ok_or_else(|| self.key_error(index))?;
+                visit_explicit(&tasks[pos].1, &mut f)
             }
         }
     }

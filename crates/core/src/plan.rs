@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::csr::Csr;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Layer, LayerBody, SCAN, TaskPart};
+use crate::graph::{Graph, Layer, LayerBody, SCAN, TaskPart, visit_explicit};
 use crate::hash::FastHash;
 use crate::key::{Index, Key, Name};
 use crate::op::Op;
@@ -38,16 +38,6 @@ pub enum SlotRef<'a> {
     Task(u32),
     /// A literal value.
     Literal(&'a Value),
-}
-
-impl SlotRef<'_> {
-    /// The slot as an owned [`Slot`].
-    pub fn to_slot(self) -> Slot {
-        match self {
-            SlotRef::Task(t) => Slot::Task(t),
-            SlotRef::Literal(v) => Slot::Literal(v.clone()),
-        }
-    }
 }
 
 /// A slot code with this bit set is a position in the plan's literals;
@@ -802,7 +792,7 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
         pending.clear();
         let mut next_dep = 0;
         let mut op = None;
-        let visit = |part: TaskPart<'_>| {
+        let mut visit = |part: TaskPart<'_>| {
             match part {
                 TaskPart::Op(o) => op = Some(ops.intern(o)),
                 TaskPart::Literal(v) => slots.push_literal(v.clone())?,
@@ -827,8 +817,8 @@ fn expand(graph: &Graph, outputs: &[Key]) -> Result<Plan> {
             Ok(())
         };
         match layer.body() {
-            LayerBody::Tasks(_) => layer.visit_explicit(pos as usize, visit)?,
-            _ => layer.visit_task(&index, visit)?,
+            LayerBody::Tasks(tasks) => visit_explicit(&tasks[pos as usize].1, &mut visit)?,
+            _ => layer.visit_task(&index, &mut visit)?,
         }
         let op =
             op.ok_or_else(|| Error::graph(format!("task {} has no op", Key::new(layer.name().clone(), &index))))?;

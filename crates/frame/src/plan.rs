@@ -940,6 +940,16 @@ fn explicit(name: Name, deps: Vec<Arc<Layer>>, tasks: Vec<(Vec<u32>, Task)>) -> 
     Layer::new(name, deps, LayerBody::Tasks(tasks))
 }
 
+/// An explicit layer with no inputs whose task `i` is partition `i`.
+fn partitions(name: Name, tasks: Vec<Task>) -> Arc<Layer> {
+    let tasks = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (vec![i as u32], t))
+        .collect();
+    explicit(name, vec![], tasks)
+}
+
 fn keys(lowered: &Lowered, n: usize) -> Vec<Input> {
     (0..n).map(|i| Input::Key(lowered.key(i))).collect()
 }
@@ -1091,15 +1101,7 @@ fn lower_one(
                 }
             };
             let name = name_of(node, prefix);
-            let layer = explicit(
-                name.clone(),
-                vec![],
-                tasks
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, t)| (vec![i as u32], t))
-                    .collect(),
-            );
+            let layer = partitions(name.clone(), tasks);
             Lowered { name, layer }
         }
         Kind::Steps { input, steps, .. } => {
@@ -1460,15 +1462,7 @@ fn lower_reduce(
     // The partials: over the input's partitions, or (fused with the read
     // of the input) tasks of their own with the same keys.
     let partial = match fused {
-        Some(tasks) => explicit(
-            partial_name.clone(),
-            vec![],
-            tasks
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| (vec![i as u32], t))
-                .collect(),
-        ),
+        Some(tasks) => partitions(partial_name.clone(), tasks),
         None => blockwise(
             partial_name.clone(),
             input,
