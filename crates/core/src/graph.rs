@@ -306,8 +306,8 @@ impl CallBuilder {
         }
     }
 
-    /// Adds `key`, an output of the last of `deps`, which `added` says
-    /// was added for this argument.
+    /// Adds `key`, an output of one of `deps`; `added` when its layer was
+    /// appended to `deps` for this argument (it is then the last).
     pub(crate) fn key(&mut self, key: &Key, added: bool, deps: &[Arc<Layer>]) {
         match self {
             CallBuilder::InOrder(n)
