@@ -294,6 +294,12 @@ impl<I: GenerationalId, V> Slab<I, V> {
         }
     }
 
+    /// Makes room for `additional` more values without reallocating (free
+    /// slots count).
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional.saturating_sub(self.free.len()));
+    }
+
     /// Removes and returns the value of `id`, if `id` is live.
     pub fn remove(&mut self, id: I) -> Option<V> {
         let entry = self.entries.get_mut(id.slot() as usize)?;
@@ -391,20 +397,29 @@ pub type IdBuildHasher = FastHash;
 /// A hash map keyed by ids, with the deterministic [`IdBuildHasher`].
 pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuildHasher>;
 
-/// Sets this large move from a small inline vector to a hash set.
+/// Sets this large move from a vector to an ordered set.
 const PROMOTE_AT: usize = 24;
 
 #[derive(Clone)]
+#[expect(
+    clippy::box_collection,
+    reason = "boxed to keep a set sixteen bytes inline: most sets hold one id or none"
+)]
 enum Repr<I> {
-    Small(SmallVec<[I; 2]>),
-    Large(BTreeSet<I>),
+    Empty,
+    One(I),
+    /// Two to [`PROMOTE_AT`] ids, in insertion order.
+    Few(Box<Vec<I>>),
+    Large(Box<BTreeSet<I>>),
 }
 
-/// A set of ids. Most sets in a scheduler hold one or two ids (the one
-/// worker holding a result, the one dependent waiting for it), a few hold a
-/// million (every dependent of a broadcast chunk): small sets are an inline
-/// vector, large ones an ordered set. Iteration order is deterministic
-/// (insertion order while small, id order once large).
+/// A set of ids. Most sets in a scheduler hold one id (the one worker
+/// holding a result, the one dependent waiting for it), a few hold a
+/// million (every dependent of a broadcast chunk): an empty set or a set
+/// of one is kept inline, a few ids in a vector, many in an ordered set.
+/// Sixteen bytes inline whatever the size (a task holds four sets, and a
+/// scheduler a million tasks). Iteration order is deterministic (insertion
+/// order while small, id order once large).
 ///
 /// Why ordered and not hashed when large: ids are handed out in order and
 /// mostly come and go in order (the inputs of a task reading a million
@@ -420,22 +435,31 @@ pub struct IdSet<I> {
 impl<I: Copy + Ord + Hash> IdSet<I> {
     /// An empty set (no allocation).
     pub fn new() -> Self {
-        IdSet {
-            repr: Repr::Small(SmallVec::new()),
-        }
+        IdSet { repr: Repr::Empty }
     }
 
     /// Adds `id`; returns whether it was new.
     pub fn insert(&mut self, id: I) -> bool {
         match &mut self.repr {
-            Repr::Small(v) => {
+            Repr::Empty => {
+                self.repr = Repr::One(id);
+                true
+            }
+            Repr::One(one) => {
+                if *one == id {
+                    return false;
+                }
+                self.repr = Repr::Few(Box::new(vec![*one, id]));
+                true
+            }
+            Repr::Few(v) => {
                 if v.contains(&id) {
                     return false;
                 }
                 if v.len() >= PROMOTE_AT {
                     let mut set: BTreeSet<I> = v.drain(..).collect();
                     set.insert(id);
-                    self.repr = Repr::Large(set);
+                    self.repr = Repr::Large(Box::new(set));
                 } else {
                     v.push(id);
                 }
@@ -448,7 +472,16 @@ impl<I: Copy + Ord + Hash> IdSet<I> {
     /// Removes `id`; returns whether it was there.
     pub fn remove(&mut self, id: I) -> bool {
         match &mut self.repr {
-            Repr::Small(v) => match v.iter().position(|x| *x == id) {
+            Repr::Empty => false,
+            Repr::One(one) => {
+                if *one == id {
+                    self.repr = Repr::Empty;
+                    true
+                } else {
+                    false
+                }
+            }
+            Repr::Few(v) => match v.iter().position(|x| *x == id) {
                 Some(i) => {
                     v.swap_remove(i);
                     true
@@ -462,7 +495,9 @@ impl<I: Copy + Ord + Hash> IdSet<I> {
     /// Whether `id` is in the set.
     pub fn contains(&self, id: I) -> bool {
         match &self.repr {
-            Repr::Small(v) => v.contains(&id),
+            Repr::Empty => false,
+            Repr::One(one) => *one == id,
+            Repr::Few(v) => v.contains(&id),
             Repr::Large(s) => s.contains(&id),
         }
     }
@@ -470,7 +505,9 @@ impl<I: Copy + Ord + Hash> IdSet<I> {
     /// Number of ids.
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Small(v) => v.len(),
+            Repr::Empty => 0,
+            Repr::One(_) => 1,
+            Repr::Few(v) => v.len(),
             Repr::Large(s) => s.len(),
         }
     }
@@ -482,13 +519,15 @@ impl<I: Copy + Ord + Hash> IdSet<I> {
 
     /// Removes every id (and frees a large set's table).
     pub fn clear(&mut self) {
-        self.repr = Repr::Small(SmallVec::new());
+        self.repr = Repr::Empty;
     }
 
     /// The ids, in the set's (deterministic) order.
     pub fn iter(&self) -> IdSetIter<'_, I> {
         match &self.repr {
-            Repr::Small(v) => IdSetIter::Small(v.iter()),
+            Repr::Empty => IdSetIter::Small([].iter()),
+            Repr::One(one) => IdSetIter::Small(std::slice::from_ref(one).iter()),
+            Repr::Few(v) => IdSetIter::Small(v.iter()),
             Repr::Large(s) => IdSetIter::Large(s.iter()),
         }
     }
@@ -497,13 +536,28 @@ impl<I: Copy + Ord + Hash> IdSet<I> {
     pub fn to_vec(&self) -> Vec<I> {
         self.iter().collect()
     }
+
+    /// The ids, copied (inline up to four: no allocation for the one
+    /// holder or the one waiter most sets have), in the set's order.
+    pub fn copied(&self) -> SmallVec<[I; 4]> {
+        self.iter().collect()
+    }
+
+    /// [`IdSet::copied`], sorted.
+    pub fn sorted_copied(&self) -> SmallVec<[I; 4]> {
+        let mut v = self.copied();
+        if matches!(self.repr, Repr::Few(_)) {
+            v.sort_unstable();
+        }
+        v
+    }
 }
 
 impl<I: Copy + Eq + Hash + Ord> IdSet<I> {
     /// The ids, sorted.
     pub fn sorted(&self) -> Vec<I> {
         let mut v = self.to_vec();
-        if matches!(self.repr, Repr::Small(_)) {
+        if matches!(self.repr, Repr::Few(_)) {
             v.sort_unstable();
         }
         v
@@ -542,7 +596,7 @@ impl<I: Copy + Eq + Hash + Ord + fmt::Debug> fmt::Debug for IdSet<I> {
 
 /// Iterator over an [`IdSet`].
 pub enum IdSetIter<'a, I> {
-    /// Over the inline vector.
+    /// Over the inline id or the vector.
     Small(std::slice::Iter<'a, I>),
     /// Over the ordered set.
     Large(std::collections::btree_set::Iter<'a, I>),

@@ -237,8 +237,13 @@ impl LayeredGraph {
 /// One explicit task as sent: its key, the keys it reads (each once, in
 /// the order first read) and its spec.
 fn explicit(key: &Key, task: &blockwise_core::Task) -> Result<ExplicitTask> {
-    let mut seen: std::collections::HashSet<&Key, IdBuildHasher> = Default::default();
-    let reads: Vec<Key> = task.dependencies().filter(|k| seen.insert(k)).cloned().collect();
+    // Sized for every input at once: a task reading a million keys would
+    // otherwise rehash the set twenty times.
+    let inputs = task.dependencies().count();
+    let mut seen: std::collections::HashSet<&Key, IdBuildHasher> =
+        std::collections::HashSet::with_capacity_and_hasher(inputs, Default::default());
+    let mut reads: Vec<Key> = Vec::with_capacity(inputs);
+    reads.extend(task.dependencies().filter(|k| seen.insert(k)).cloned());
     Ok(ExplicitTask {
         key: key.clone(),
         reads,

@@ -164,7 +164,7 @@
 //! [`Scheduler::validate_state`] checks, between events: every cross
 //! reference is symmetric (dependencies/dependents, who_has/has_what,
 //! who_wants/wants, processing/processing_on, steals); each state has exactly
-//! its data (waiting ⇔ some input missing, and `waiting_on` lists exactly
+//! its data (waiting ⇔ some input missing, and `waiting_for` counts exactly
 //! the missing ones; queued/no-worker/processing ⇒ every input in memory;
 //! memory ⇔ at least one holder; erred ⇔ an error recorded); the needed
 //! tasks are exactly those not released or erred; occupancy and held bytes
@@ -175,7 +175,9 @@
 mod command;
 mod config;
 mod event;
+mod keys;
 mod placement;
+mod ready;
 mod story;
 mod task;
 mod transitions;
@@ -238,10 +240,9 @@ pub(crate) struct Client {
 pub struct Scheduler {
     pub(crate) config: SchedulerConfig,
     pub(crate) tasks: Slab<TaskId, Task>,
-    /// Keys to ids, hashed with [`crate::id::IdHasher`] (eight bytes per
-    /// step: a million keys are looked up at each submission and forgotten
-    /// at each release).
-    pub(crate) by_key: HashMap<Key, TaskId, crate::id::IdBuildHasher>,
+    /// Keys to ids (see [`keys`]): a million keys are looked up at each
+    /// submission and forgotten at each release.
+    pub(crate) by_key: keys::KeyIndex,
     pub(crate) groups: Slab<GroupId, Group>,
     pub(crate) group_by_name: HashMap<Name, GroupId>,
     pub(crate) prefixes: IndexVec<PrefixId, Prefix>,
@@ -272,7 +273,7 @@ pub struct Scheduler {
     pub(crate) recommendations: Recommendations,
     /// Waiting tasks whose inputs are all in memory, dispatched in priority
     /// order once the cascade settles.
-    pub(crate) ready: BTreeSet<(Priority, TaskId)>,
+    pub(crate) ready: ready::ReadyQueue,
     /// Group sizes or thread counts changed: queued tasks may no longer be
     /// root-ish.
     pub(crate) rootish_dirty: bool,
@@ -292,7 +293,7 @@ impl Scheduler {
         Scheduler {
             config,
             tasks: Slab::new(),
-            by_key: HashMap::default(),
+            by_key: keys::KeyIndex::default(),
             groups: Slab::new(),
             group_by_name: HashMap::new(),
             prefixes: IndexVec::new(),
@@ -311,7 +312,7 @@ impl Scheduler {
             log,
             stimulus: StimulusId::default(),
             recommendations: Recommendations::default(),
-            ready: BTreeSet::new(),
+            ready: ready::ReadyQueue::default(),
             rootish_dirty: false,
             out: Outbox::default(),
         }
@@ -431,7 +432,7 @@ impl Scheduler {
             self.run_recommendations()?;
             if let Some((_, id)) = self.ready.pop_first() {
                 let ready = self.tasks.get(id).is_some_and(|t| {
-                    (t.state == TaskState::Waiting && t.waiting_on.is_empty()) || t.state == TaskState::NoWorker
+                    (t.state == TaskState::Waiting && t.waiting_for == 0) || t.state == TaskState::NoWorker
                 });
                 if ready {
                     self.transition(id, Target::Processing)?;
@@ -578,14 +579,19 @@ impl Scheduler {
     // ----- clients -------------------------------------------------------
 
     fn on_client_submitted(&mut self, client: ClientId, submission: Submission) {
-        let order = match submission.topological_order() {
+        // Each key is hashed once, for the duplicate check, the lookup and
+        // the insertion.
+        let hashes: Vec<u64> = submission.tasks.iter().map(|t| self.by_key.hash(&t.key)).collect();
+        let order = match submission.topological_order(&hashes) {
             Ok(order) => order,
             Err(e) => return self.reject(client, e.to_string()),
         };
         if let Some(t) = submission
             .tasks
             .iter()
-            .find(|t| t.spec.is_none() && !self.by_key.contains_key(&t.key))
+            .zip(&hashes)
+            .find(|(t, h)| t.spec.is_none() && self.by_key.get_hashed(&self.tasks, &t.key, **h).is_none())
+            .map(|(t, _)| t)
         {
             return self.reject(
                 client,
@@ -599,32 +605,43 @@ impl Scheduler {
         let generation = self.generation;
         let mut ids: Vec<Option<TaskId>> = vec![None; submission.tasks.len()];
         let mut created = Vec::new();
-        let mut last_group: Option<(Name, bool, GroupId)> = None;
-        let mut tasks: Vec<Option<NewTask>> = submission.tasks.into_iter().map(Some).collect();
+        // With no task known before, no key of the submission can be known
+        // (its own keys are distinct): the lookups, a cache miss each in a
+        // table of a million, are skipped.
+        let known_before = self.by_key.len() > 0;
+        // Room for every task at once: a million tasks would otherwise move
+        // the slab and the key index a dozen times each as they grow.
+        self.tasks.reserve(submission.tasks.len());
+        self.by_key.reserve(&self.tasks, submission.tasks.len());
+        let mut last_group: Option<GroupId> = None;
+        let mut tasks = submission.tasks;
+        let mut dependencies: Vec<TaskId> = Vec::new();
         for i in order {
-            let new = tasks[i as usize].take().expect("each task is visited once");
-            if let Some(&existing) = self.by_key.get(&new.key) {
+            let new = &mut tasks[i as usize];
+            let hash = hashes[i as usize];
+            if known_before && let Some(existing) = self.by_key.get_hashed(&self.tasks, &new.key, hash) {
                 ids[i as usize] = Some(existing);
                 continue;
             }
-            let mut dependencies: Vec<TaskId> = new
-                .dependencies
-                .iter()
-                .map(|&d| ids[d as usize].expect("dependencies come first"))
-                .collect();
+            dependencies.clear();
+            dependencies.extend(
+                new.dependencies
+                    .iter()
+                    .map(|&d| ids[d as usize].expect("dependencies come first")),
+            );
             dependencies.sort_unstable();
             dependencies.dedup();
-            // Tasks of one layer come together and share their name's
-            // allocation (compared by pointer first): skip hashing the name
-            // again for each of them.
-            let group = match &last_group {
-                Some((name, indexed, g)) if *name == new.key.name && *indexed != new.key.index.is_empty() => {
-                    self.groups[*g].size += 1;
-                    *g
+            // Tasks of one layer (or of one prefix) come together: the group
+            // of the previous task is checked first, by name, without
+            // building the group's name or hashing it.
+            let group = match last_group {
+                Some(g) if self.groups[g].name.as_str() == task::group_name_str(&new.key) => {
+                    self.groups[g].size += 1;
+                    g
                 }
                 _ => {
                     let g = self.group_for(&new.key);
-                    last_group = Some((new.key.name.clone(), !new.key.index.is_empty(), g));
+                    last_group = Some(g);
                     g
                 }
             };
@@ -634,10 +651,9 @@ impl Scheduler {
                     self.groups[group].dependencies.insert(dependency_group);
                 }
             }
-            let key = new.key;
             let id = self.tasks.insert(Task {
-                key: key.clone(),
-                spec: new.spec.expect("checked above: unknown keys have a spec"),
+                key: new.key.clone(),
+                spec: new.spec.take().expect("checked above: unknown keys have a spec"),
                 priority: Priority {
                     user: submission.priority,
                     generation,
@@ -645,9 +661,9 @@ impl Scheduler {
                 },
                 group,
                 state: TaskState::Released,
-                dependencies: dependencies.into_boxed_slice(),
+                dependencies: dependencies.as_slice().into(),
                 dependents: IdSet::new(),
-                waiting_on: IdSet::new(),
+                waiting_for: 0,
                 waiters: IdSet::new(),
                 who_wants: IdSet::new(),
                 who_has: IdSet::new(),
@@ -661,15 +677,15 @@ impl Scheduler {
                 retries_left: new.retries,
                 error: None,
             });
-            self.by_key.insert(key, id);
-            for i in 0..self.tasks[id].dependencies.len() {
-                let d = self.tasks[id].dependencies[i];
+            self.by_key.insert_hashed(&self.tasks, id, hash);
+            for &d in &dependencies {
                 self.tasks[d].dependents.insert(id);
             }
             self.record(id, TaskState::Forgotten, TaskState::Released, None, "submitted");
             ids[i as usize] = Some(id);
             created.push(id);
         }
+        drop(tasks);
         self.rootish_dirty = true;
         let wants = &mut self.clients.entry(client).or_default().wants;
         let outputs: Vec<TaskId> = submission
@@ -754,7 +770,7 @@ impl Scheduler {
 
     fn on_client_released(&mut self, client: ClientId, keys: &[Key]) {
         for key in keys {
-            let Some(&id) = self.by_key.get(key) else {
+            let Some(id) = self.by_key.get(&self.tasks, key) else {
                 continue;
             };
             let Some(c) = self.clients.get_mut(&client) else {
@@ -930,26 +946,26 @@ impl Scheduler {
         if self.log.capacity() == 0 {
             return;
         }
-        let key = self.tasks[id].key.clone();
-        self.log.push(TransitionRecord {
-            key,
+        let entry = story::Entry {
             task: id,
             from,
             to,
             worker,
             stimulus: self.stimulus,
             note,
-        });
+        };
+        let forgotten_key = (to == TaskState::Forgotten).then(|| &self.tasks[id].key);
+        self.log.push(entry, forgotten_key);
     }
 
     /// The recent transitions of `key`, oldest first, each with the stimulus
     /// that caused it (Dask's `story`).
     pub fn story(&self, key: &Key) -> Vec<TransitionRecord> {
-        self.log.story(key)
+        self.log.story(key, self.task_id(key))
     }
 
     /// Every remembered transition, oldest first.
-    pub fn transition_log(&self) -> impl Iterator<Item = &TransitionRecord> + '_ {
-        self.log.iter()
+    pub fn transition_log(&self) -> impl Iterator<Item = TransitionRecord> + '_ {
+        self.log.iter(|id| self.tasks.get(id).map(|t| &t.key))
     }
 }

@@ -48,9 +48,49 @@ impl fmt::Display for TransitionRecord {
     }
 }
 
+/// One transition as kept in the log: the task's id, not its key.
+///
+/// Copying a key into every record cost a reference count update on the
+/// key's shared name (a cache miss each, for a million distinct names) and
+/// forty bytes; the key is found again from the id when a story is read:
+/// the live task's key, or, for a forgotten task, the key its `forgotten`
+/// record kept (see [`TransitionLog`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) task: TaskId,
+    pub(crate) from: TaskState,
+    pub(crate) to: TaskState,
+    pub(crate) worker: Option<WorkerId>,
+    pub(crate) stimulus: StimulusId,
+    pub(crate) note: &'static str,
+}
+
+impl Entry {
+    fn with_key(&self, key: Key) -> TransitionRecord {
+        TransitionRecord {
+            key,
+            task: self.task,
+            from: self.from,
+            to: self.to,
+            worker: self.worker,
+            stimulus: self.stimulus,
+            note: self.note,
+        }
+    }
+}
+
 /// A bounded log of transitions.
+///
+/// Records name tasks by id. The keys of tasks forgotten while some of
+/// their records are still in the ring are kept beside it, one per
+/// `forgotten` record and in the same order: a task's `forgotten` record is
+/// its last, so while any record of a forgotten task is in the ring, so is
+/// that one, and its key. Every other record's task is live, and the
+/// scheduler has its key.
 pub(crate) struct TransitionLog {
-    records: VecDeque<TransitionRecord>,
+    records: VecDeque<Entry>,
+    /// The keys of the `forgotten` records in `records`, oldest first.
+    forgotten: VecDeque<(TaskId, Key)>,
     capacity: usize,
 }
 
@@ -58,22 +98,42 @@ impl TransitionLog {
     pub(crate) fn new(capacity: usize) -> Self {
         TransitionLog {
             records: VecDeque::with_capacity(capacity.min(4096)),
+            forgotten: VecDeque::new(),
             capacity,
         }
     }
 
-    pub(crate) fn push(&mut self, record: TransitionRecord) {
+    /// Appends a record; `forgotten_key` is the task's key when `entry`
+    /// forgets it (and only then).
+    pub(crate) fn push(&mut self, entry: Entry, forgotten_key: Option<&Key>) {
         if self.capacity == 0 {
             return;
         }
-        if self.records.len() == self.capacity {
-            self.records.pop_front();
+        if self.records.len() == self.capacity
+            && let Some(old) = self.records.pop_front()
+            && old.to == TaskState::Forgotten
+        {
+            self.forgotten.pop_front();
         }
-        self.records.push_back(record);
+        if let Some(key) = forgotten_key {
+            self.forgotten.push_back((entry.task, key.clone()));
+        }
+        self.records.push_back(entry);
     }
 
-    pub(crate) fn story(&self, key: &Key) -> Vec<TransitionRecord> {
-        self.records.iter().filter(|r| &r.key == key).cloned().collect()
+    /// The records of `key`: those of its live task `live` (if any) and of
+    /// the forgotten tasks that had that key.
+    pub(crate) fn story(&self, key: &Key, live: Option<TaskId>) -> Vec<TransitionRecord> {
+        let mut ids: smallvec::SmallVec<[TaskId; 4]> = live.into_iter().collect();
+        ids.extend(self.forgotten.iter().filter(|(_, k)| k == key).map(|&(t, _)| t));
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        self.records
+            .iter()
+            .filter(|r| ids.contains(&r.task))
+            .map(|r| r.with_key(key.clone()))
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -84,8 +144,18 @@ impl TransitionLog {
         self.capacity
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &TransitionRecord> + '_ {
-        self.records.iter()
+    /// Every record, oldest first, with its key: `live_key` gives the key
+    /// of a live task.
+    pub(crate) fn iter<'a>(
+        &'a self,
+        live_key: impl Fn(TaskId) -> Option<&'a Key> + 'a,
+    ) -> impl Iterator<Item = TransitionRecord> + 'a {
+        let forgotten: std::collections::HashMap<TaskId, &Key, crate::id::IdBuildHasher> =
+            self.forgotten.iter().map(|(t, k)| (*t, k)).collect();
+        self.records.iter().filter_map(move |r| {
+            let key = forgotten.get(&r.task).copied().or_else(|| live_key(r.task))?;
+            Some(r.with_key(key.clone()))
+        })
     }
 }
 
@@ -147,3 +217,55 @@ impl fmt::Display for SchedulerError {
 }
 
 impl std::error::Error for SchedulerError {}
+
+#[cfg(test)]
+mod tests {
+    use blockwise_core::Name;
+
+    use super::*;
+    use crate::id::{GenerationalId, StimulusId};
+
+    fn entry(task: TaskId, to: TaskState) -> Entry {
+        Entry {
+            task,
+            from: TaskState::Released,
+            to,
+            worker: None,
+            stimulus: StimulusId::new(1),
+            note: "",
+        }
+    }
+
+    /// A forgotten task's records keep its key while they are in the ring,
+    /// and the kept key goes with its `forgotten` record.
+    #[test]
+    fn forgotten_tasks_keep_their_keys_as_long_as_their_records() {
+        let a = Key::single(Name::new("a"));
+        let (old, new) = (TaskId::from_parts(0, 0), TaskId::from_parts(0, 1));
+        let mut log = TransitionLog::new(4);
+        log.push(entry(old, TaskState::Released), None);
+        log.push(entry(old, TaskState::Forgotten), Some(&a));
+        log.push(entry(new, TaskState::Released), None);
+        // Both incarnations of the key, the live one by its id.
+        let story = log.story(&a, Some(new));
+        assert_eq!(story.iter().map(|r| r.task).collect::<Vec<_>>(), [old, old, new]);
+        assert!(story.iter().all(|r| r.key == a));
+        assert_eq!(log.story(&a, None).len(), 2, "without the live task: the forgotten one");
+        let all: Vec<TransitionRecord> = log.iter(|id| (id == new).then_some(&a)).collect();
+        assert_eq!(all.len(), 3);
+        // The ring turns: the forgotten incarnation's records leave, and
+        // its key with its last one.
+        for _ in 0..3 {
+            log.push(entry(new, TaskState::Waiting), None);
+        }
+        assert_eq!(log.len(), 4);
+        assert!(log.forgotten.is_empty());
+        assert_eq!(log.story(&a, None), Vec::new());
+        assert_eq!(log.story(&a, Some(new)).len(), 4);
+        // A log of no capacity keeps nothing.
+        let mut none = TransitionLog::new(0);
+        none.push(entry(old, TaskState::Forgotten), Some(&a));
+        assert_eq!(none.len(), 0);
+        assert!(none.forgotten.is_empty());
+    }
+}

@@ -145,8 +145,11 @@ pub(crate) struct Task {
     pub(crate) dependencies: Box<[TaskId]>,
     /// The live tasks that read this one.
     pub(crate) dependents: IdSet<TaskId>,
-    /// While waiting: the dependencies not in memory.
-    pub(crate) waiting_on: IdSet<TaskId>,
+    /// While waiting: how many dependencies are not in memory (0
+    /// otherwise). A count, not a set: a task reading a million inputs
+    /// would keep a million-entry set, and nothing asks *which* inputs are
+    /// missing that the inputs' states do not say.
+    pub(crate) waiting_for: u32,
     /// The dependents that still need this result (those in a state where
     /// [`TaskState::needs_dependencies`]).
     pub(crate) waiters: IdSet<TaskId>,
@@ -225,5 +228,14 @@ pub(crate) fn group_name(key: &Key) -> Name {
         Name::new(key.name.prefix())
     } else {
         key.name.clone()
+    }
+}
+
+/// [`group_name`] as a string, without building a [`Name`].
+pub(crate) fn group_name_str(key: &Key) -> &str {
+    if key.index.is_empty() {
+        key.name.prefix()
+    } else {
+        key.name.as_str()
     }
 }

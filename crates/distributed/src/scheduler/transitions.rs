@@ -112,7 +112,7 @@ impl Scheduler {
         let from = self.tasks[id].state;
         match (from, target) {
             (_, Target::Settle) => self.settle_task(id),
-            (S::Waiting, Target::Processing) if self.tasks[id].waiting_on.is_empty() => self.waiting_processing(id),
+            (S::Waiting, Target::Processing) if self.tasks[id].waiting_for == 0 => self.waiting_processing(id),
             (S::NoWorker, Target::Processing) => self.no_worker_processing(id),
             (S::Queued, Target::Processing) => self.queued_processing(id),
             (S::Released | S::Waiting | S::Processing, Target::Erred(failure)) => self.fail(id, failure, ""),
@@ -203,13 +203,13 @@ impl Scheduler {
             dependency.waiters.insert(id);
             let state = dependency.state;
             if state != TaskState::Memory {
-                self.tasks[id].waiting_on.insert(d);
+                self.tasks[id].waiting_for += 1;
             }
             if state == TaskState::Released {
                 self.recommend(d, Target::Settle);
             }
         }
-        if self.tasks[id].waiting_on.is_empty() {
+        if self.tasks[id].waiting_for == 0 {
             let priority = self.tasks[id].priority;
             self.ready.insert((priority, id));
         }
@@ -383,19 +383,23 @@ impl Scheduler {
         self.add_replica(id, worker);
         self.set_state(id, TaskState::Memory, Some(worker), "");
         self.leave_dependencies(id);
-        let waiters = self.tasks[id].waiters.to_vec();
+        let waiters = self.tasks[id].waiters.copied();
         for d in waiters {
             let dependent = &mut self.tasks[d];
-            if dependent.state == TaskState::Waiting
-                && dependent.waiting_on.remove(id)
-                && dependent.waiting_on.is_empty()
-            {
-                let priority = dependent.priority;
-                self.ready.insert((priority, d));
+            // A waiting dependent counted this input as missing (it was
+            // not in memory when the dependent started waiting, or it left
+            // memory since: `memory_released` counted it again).
+            if dependent.state == TaskState::Waiting {
+                debug_assert!(dependent.waiting_for > 0, "a waiting task waits for something");
+                dependent.waiting_for -= 1;
+                if dependent.waiting_for == 0 {
+                    let priority = dependent.priority;
+                    self.ready.insert((priority, d));
+                }
             }
         }
         let task = &self.tasks[id];
-        for client in task.who_wants.sorted() {
+        for client in task.who_wants.sorted_copied() {
             self.out.push(Command::ReportInMemory {
                 client,
                 key: task.key.clone(),
@@ -415,7 +419,7 @@ impl Scheduler {
         match self.tasks[id].state {
             TaskState::Released => {}
             TaskState::Waiting => {
-                self.tasks[id].waiting_on.clear();
+                self.tasks[id].waiting_for = 0;
                 self.leave_dependencies(id);
             }
             TaskState::Processing => {
@@ -426,11 +430,11 @@ impl Scheduler {
         }
         self.tasks[id].error = Some(failure.clone());
         self.set_state(id, TaskState::Erred, None, note);
-        for d in self.tasks[id].waiters.to_vec() {
+        for d in self.tasks[id].waiters.copied() {
             self.recommend(d, Target::Erred(failure.clone()));
         }
         let task = &self.tasks[id];
-        for client in task.who_wants.sorted() {
+        for client in task.who_wants.sorted_copied() {
             self.out.push(Command::ReportError {
                 client,
                 key: task.key.clone(),
@@ -453,7 +457,7 @@ impl Scheduler {
     pub(crate) fn release(&mut self, id: TaskId, note: &'static str) -> Result<()> {
         match self.tasks[id].state {
             TaskState::Waiting => {
-                self.tasks[id].waiting_on.clear();
+                self.tasks[id].waiting_for = 0;
                 self.leave_dependencies(id);
             }
             TaskState::Queued => {
@@ -482,15 +486,15 @@ impl Scheduler {
     /// The result goes: freed on its holders, or already lost. Dependents
     /// that counted on it wait for it again.
     fn memory_released(&mut self, id: TaskId) {
-        for worker in self.tasks[id].who_has.sorted() {
+        for worker in self.tasks[id].who_has.sorted_copied() {
             self.remove_replica(id, worker);
             self.out.free(worker, id, self.stimulus);
         }
-        for d in self.tasks[id].waiters.to_vec() {
+        for d in self.tasks[id].waiters.copied() {
             let dependent = &mut self.tasks[d];
             match dependent.state {
                 TaskState::Waiting => {
-                    dependent.waiting_on.insert(id);
+                    dependent.waiting_for += 1;
                 }
                 TaskState::Queued | TaskState::NoWorker | TaskState::Processing => {
                     self.recommend(d, Target::Settle);
@@ -499,7 +503,7 @@ impl Scheduler {
             }
         }
         let task = &self.tasks[id];
-        for client in task.who_wants.sorted() {
+        for client in task.who_wants.sorted_copied() {
             self.out.push(Command::ReportLost {
                 client,
                 key: task.key.clone(),
@@ -522,7 +526,7 @@ impl Scheduler {
         let from = self.tasks[id].state;
         self.record(id, from, TaskState::Forgotten, None, "");
         let task = self.tasks.remove(id).expect("a live task is forgotten");
-        self.by_key.remove(&task.key);
+        self.by_key.remove(id, &task.key);
         let group = &mut self.groups[task.group];
         group.size -= 1;
         if group.size == 0 {

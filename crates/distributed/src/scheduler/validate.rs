@@ -61,7 +61,7 @@ impl Scheduler {
             let some = Some(id);
             check!(
                 self,
-                self.by_key.get(&t.key) == Some(&id),
+                self.by_key.get(&self.tasks, &t.key) == Some(id),
                 some,
                 "{} is not indexed by its key",
                 t.key
@@ -121,7 +121,7 @@ impl Scheduler {
             );
             // Waiting on: exactly the inputs not in memory, while waiting.
             if t.state == S::Waiting {
-                let missing: IdSet<TaskId> = t
+                let missing: Vec<TaskId> = t
                     .dependencies
                     .iter()
                     .copied()
@@ -129,11 +129,11 @@ impl Scheduler {
                     .collect();
                 check!(
                     self,
-                    t.waiting_on == missing,
+                    t.waiting_for as usize == missing.len(),
                     some,
-                    "{}: waiting on {:?}, missing {:?}",
+                    "{}: waiting for {} inputs, missing {:?}",
                     t.key,
-                    t.waiting_on,
+                    t.waiting_for,
                     missing
                 );
                 check!(
@@ -143,7 +143,7 @@ impl Scheduler {
                     "{} waits with every input in memory",
                     t.key
                 );
-                for d in missing.iter() {
+                for &d in &missing {
                     let state = self.tasks[d].state;
                     check!(
                         self,
@@ -157,11 +157,12 @@ impl Scheduler {
             } else {
                 check!(
                     self,
-                    t.waiting_on.is_empty(),
+                    t.waiting_for == 0,
                     some,
-                    "{} is {} with a waiting_on set",
+                    "{} is {} and waits for {} inputs",
                     t.key,
-                    t.state
+                    t.state,
+                    t.waiting_for
                 );
             }
             if matches!(t.state, S::Queued | S::NoWorker | S::Processing) {

@@ -68,7 +68,7 @@ pub struct WorkerView {
 impl Scheduler {
     /// The id of the task with `key`, if the scheduler knows it.
     pub fn task_id(&self, key: &Key) -> Option<TaskId> {
-        self.by_key.get(key).copied()
+        self.by_key.get(&self.tasks, key)
     }
 
     /// The key of task `id`, if it is live.
