@@ -15,12 +15,16 @@
 //! `transfer_s = wall_s − compute_s` is the fetch — the array's elements
 //! written to the socket from the sending worker's memory and read straight
 //! into the new array's storage on the receiving one (no encode or decode
-//! pass since protocol 4), faulting that fresh memory in included — plus the
-//! scheduling round trips of one tiny task, and `gb_per_s` is
-//! `bytes / transfer_s`.
+//! pass since protocol 4), faulting that fresh memory in included (helper
+//! threads fault it in ahead of the reads) — plus the scheduling round
+//! trips of one tiny task, and `gb_per_s` is `bytes / transfer_s`.
 //!
 //! Runs only on `--scheduler distributed` (a 2-worker LocalCluster) or a
-//! running cluster (`tcp://…`).
+//! running cluster (`tcp://…`). With `--scheduler distributed` every
+//! process starts its own cluster, so run 0 of each process is the first
+//! transfer of a fresh cluster (`first_in_process: true` in its record):
+//! to see first transfers, run the process several times; later runs
+//! receive into memory the same workers freed moments before.
 
 use std::time::{Duration, Instant};
 
@@ -193,6 +197,7 @@ fn transfer(ctx: &Context<'_>) -> Result<Record, BenchError> {
         .set("bytes", bytes)
         .set("from_worker", if wc == wa { wb } else { wa })
         .set("to_worker", wc)
+        .set("first_in_process", ctx.run == 0)
         .set("wall_s", seconds(wall))
         .set("compute_s", seconds(compute))
         .set("transfer_s", seconds(moved))

@@ -19,40 +19,19 @@ use crate::server::{SchedulerHandle, SchedulerOptions};
 use crate::tls::{Tls, TlsFiles};
 use crate::worker::{THREADS_ENV, TOKEN_ENV, WORKER_ENV};
 
-/// The environment variable of glibc's tunables.
-const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
-
-/// The glibc tunable that makes malloc ask for transparent huge pages on
-/// its large blocks (`madvise(MADV_HUGEPAGE)`; glibc 2.35 and later, other
-/// C libraries ignore it).
-const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb=1";
-
-/// The `GLIBC_TUNABLES` of a worker process: the parent's, plus huge pages
-/// for malloc's large blocks unless the parent chose a `hugetlb` setting
-/// itself (`None`: leave it as it is).
-///
-/// Why: a worker receives large values straight into fresh memory (a
-/// 1 GB array chunk from a peer is read from the socket into the new
-/// array's storage), and on Linux with transparent huge pages in
-/// `madvise` mode (the common default) faulting fresh memory in 4 KiB
-/// pages costs more than the copy itself — on the 2-vCPU machine of the
-/// benchmarks, about a second per GB against a fifth of that in 2 MiB
-/// pages. Values computed by tasks gain the same.
-fn tunables_with_huge_pages(parent: Option<OsString>) -> Option<OsString> {
-    match parent {
-        None => Some(HUGE_PAGES_TUNABLE.into()),
-        Some(p) if p.to_string_lossy().contains("glibc.malloc.hugetlb") => None,
-        Some(p) if p.is_empty() => Some(HUGE_PAGES_TUNABLE.into()),
-        Some(mut p) => {
-            p.push(":");
-            p.push(HUGE_PAGES_TUNABLE);
-            Some(p)
-        }
-    }
-}
-
 /// A scheduler and worker processes on this machine (Dask's
 /// `LocalCluster`).
+///
+/// The workers inherit this process's environment, `GLIBC_TUNABLES`
+/// included. They are not given transparent huge pages
+/// (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) by default: where a value
+/// arrives in fresh memory — a 1 GB array received from a peer is read into
+/// the new array's storage — huge pages make the first touch cost what it
+/// costs the host to back 2 MiB of guest memory, and in a VM whose free
+/// memory goes back to the host (free page reporting, as on the
+/// benchmark machine) that was 4–8 s per GB against about a second
+/// in 4 KiB pages, whose fault-in a large receive spreads over other cores
+/// (see `crate::tcp`). Set the tunable in the parent to have huge pages.
 pub struct LocalCluster {
     scheduler: SchedulerHandle,
     workers: Vec<Child>,
@@ -180,9 +159,6 @@ impl LocalCluster {
         if let Some(files) = &self.tls_files {
             command.envs(files.env());
         }
-        if let Some(tunables) = tunables_with_huge_pages(std::env::var_os(GLIBC_TUNABLES)) {
-            command.env(GLIBC_TUNABLES, tunables);
-        }
         let child = command
             .args(&self.args)
             .env(WORKER_ENV, self.scheduler.address())
@@ -286,28 +262,5 @@ impl Drop for LocalCluster {
         for w in &mut self.workers {
             let _ = w.wait();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workers_get_huge_pages_unless_the_parent_chose() {
-        assert_eq!(tunables_with_huge_pages(None), Some(HUGE_PAGES_TUNABLE.into()));
-        assert_eq!(
-            tunables_with_huge_pages(Some("".into())),
-            Some(HUGE_PAGES_TUNABLE.into())
-        );
-        assert_eq!(
-            tunables_with_huge_pages(Some("glibc.malloc.arena_max=2".into())),
-            Some(format!("glibc.malloc.arena_max=2:{HUGE_PAGES_TUNABLE}").into())
-        );
-        assert_eq!(
-            tunables_with_huge_pages(Some("glibc.malloc.hugetlb=0".into())),
-            None,
-            "the parent's own choice stands"
-        );
     }
 }

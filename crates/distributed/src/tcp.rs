@@ -18,6 +18,7 @@
 //! handshake never holds up the accept loop.
 
 use std::io;
+use std::sync::Mutex;
 
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
@@ -205,6 +206,36 @@ impl Connection {
         self.reader.read_payload(buffer).await
     }
 
+    /// Reads the next payload of the message whose head was received into
+    /// `buffer` — as [`Connection::read_payload`] — on the calling
+    /// thread, which must be a blocking one (`spawn_blocking`, never a
+    /// thread of `runtime`), while helper threads fault the pages of
+    /// `buffer` in ahead of the reads: for a large payload read into fresh
+    /// memory, which the reads would otherwise fault in one 4 KiB page at a
+    /// time on the reader's core (on the 2-vCPU benchmark machine that is
+    /// more time than the copy itself). The reads stop with an error when
+    /// `abandoned` resolves (its sender is dropped: whoever waited for the
+    /// payload is gone); a stream cut short is
+    /// [`FrameError::Truncated`], as for [`Connection::read_payload`].
+    pub fn read_large_payload(
+        &mut self,
+        runtime: &tokio::runtime::Handle,
+        buffer: &mut [u8],
+        abandoned: &mut tokio::sync::oneshot::Receiver<std::convert::Infallible>,
+    ) -> Result<(), FrameError> {
+        fill_faulted_ahead(buffer, FAULT_AHEAD_CHUNK, fault_ahead_helpers(), |chunk| {
+            runtime.block_on(async {
+                tokio::select! {
+                    read = self.reader.read_payload(chunk) => read,
+                    _ = &mut *abandoned => Err(FrameError::Io(io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        "the read of a payload was abandoned",
+                    ))),
+                }
+            })
+        })
+    }
+
     /// Splits into a reader and a writer.
     pub fn into_split(self) -> (ConnectionReader, ConnectionWriter) {
         (self.reader, self.writer)
@@ -290,6 +321,116 @@ impl ConnectionWriter {
         self.inner.flush().await?;
         Ok(())
     }
+}
+
+/// Bytes [`Connection::read_large_payload`] faults in and reads at a time.
+const FAULT_AHEAD_CHUNK: usize = 4 << 20;
+
+/// Threads [`Connection::read_large_payload`] faults memory in with: one
+/// per core beside the reader's, at most two (one thread faults 4 KiB
+/// pages in about as fast as a loopback socket fills them; the sender
+/// needs a core too).
+fn fault_ahead_helpers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 2))
+}
+
+/// Fills `buffer` with `read`, called on consecutive chunks of at most
+/// `chunk` bytes in order, while `helpers` threads write to every page of
+/// the chunks ahead of the reader, so that the fresh memory of a large
+/// buffer is faulted in on other cores while the reader copies into the
+/// pages already there. They never share a chunk: the buffer is split
+/// (`split_at_mut`), a helper takes the next chunk from the front of what
+/// nobody has taken yet and hands it to the reader through a channel once
+/// its pages are in; a reader that catches up takes the next chunk itself
+/// (its reads fault it in, as without helpers). The helpers only write
+/// zeros, to memory the reader overwrites. On the first error of `read`
+/// the helpers stop after their current chunk and the error is returned.
+fn fill_faulted_ahead<E>(
+    buffer: &mut [u8],
+    chunk: usize,
+    helpers: usize,
+    mut read: impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    /// Takes the next chunk of at most `chunk` bytes, and its offset, from
+    /// the front of what is left of a buffer of `total` bytes (`None` when
+    /// nothing is) — only if it starts at `at`, when that is given.
+    fn take_front<'a>(
+        left: &Mutex<&'a mut [u8]>,
+        total: usize,
+        chunk: usize,
+        at: Option<usize>,
+    ) -> Option<(usize, &'a mut [u8])> {
+        let mut left = left.lock().expect("the buffer's lock is never held across a panic");
+        let offset = total - left.len();
+        if left.is_empty() || at.is_some_and(|at| at != offset) {
+            return None;
+        }
+        let rest = std::mem::take(&mut *left);
+        let (front, rest) = rest.split_at_mut(chunk.min(rest.len()));
+        *left = rest;
+        Some((offset, front))
+    }
+
+    let chunk = chunk.max(1);
+    let total = buffer.len();
+    let left = Mutex::new(buffer);
+    let (faulted, ready) = std::sync::mpsc::channel::<(usize, &mut [u8])>();
+    std::thread::scope(|scope| {
+        // Dropped when the reader returns, which stops the helpers.
+        let ready = ready;
+        let left = &left;
+        for _ in 0..helpers {
+            let faulted = faulted.clone();
+            let helper = std::thread::Builder::new()
+                .name("blockwise-fault-ahead".into())
+                .spawn_scoped(scope, move || {
+                    while let Some((at, next)) = take_front(left, total, chunk, None) {
+                        // One write per 4 KiB (the smallest page size):
+                        // each faults in its page. A zero, overwritten by
+                        // the read.
+                        for page in next.chunks_mut(4096) {
+                            page[0] = 0;
+                        }
+                        std::hint::black_box(&mut *next);
+                        if faulted.send((at, next)).is_err() {
+                            // The reader stopped.
+                            return;
+                        }
+                    }
+                });
+            if let Err(e) = helper {
+                // Fewer helpers (or none: the reader takes every chunk).
+                tracing::debug!("no thread to fault a buffer in ahead of its reads: {e}");
+                break;
+            }
+        }
+        drop(faulted);
+        // Chunks a helper finished before the one the reader waits for.
+        let mut early = std::collections::BTreeMap::new();
+        let mut done = 0;
+        while done < total {
+            // The next chunk is a helper's (faulted early, or on its way)
+            // unless nobody has taken it yet.
+            let next = match early.remove(&done) {
+                Some(next) => next,
+                None => match take_front(left, total, chunk, Some(done)) {
+                    Some((_, next)) => next,
+                    None => loop {
+                        let (at, next) = ready
+                            .recv()
+                            .expect("the helpers send every chunk they take before they end");
+                        if at == done {
+                            break next;
+                        }
+                        early.insert(at, next);
+                    },
+                },
+            };
+            done += next.len();
+            read(next)?;
+        }
+        Ok(())
+    })
 }
 
 /// A listening socket that yields connections.
@@ -443,6 +584,180 @@ mod tests {
             assert!(back.payloads[0] == big);
             assert_eq!(back.payloads[1], b"tail");
         });
+    }
+
+    /// `fill_faulted_ahead` over a buffer of `len` bytes in chunks of
+    /// `chunk`: the reads cover it in order, each exactly once; `slow`
+    /// reads make the helper run ahead, fast ones let the reader catch up.
+    fn fill_and_check(len: usize, chunk: usize, helpers: usize, slow: bool) {
+        let source: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut buffer = vec![0xAAu8; len];
+        let mut at = 0;
+        let mut reads = 0;
+        fill_faulted_ahead(&mut buffer, chunk, helpers, |part| {
+            assert!(
+                !part.is_empty() && part.len() <= chunk.max(1),
+                "a chunk of {} bytes",
+                part.len()
+            );
+            part.copy_from_slice(&source[at..at + part.len()]);
+            at += part.len();
+            reads += 1;
+            if slow {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok::<(), String>(())
+        })
+        .unwrap();
+        assert_eq!(at, len);
+        assert_eq!(reads, len.div_ceil(chunk.max(1)));
+        assert!(
+            buffer == source,
+            "{len} bytes in chunks of {chunk}: the buffer holds what was read"
+        );
+    }
+
+    #[test]
+    fn a_buffer_faulted_ahead_is_read_whole_in_order() {
+        for (len, chunk) in [
+            (0, 16),
+            (1, 16),
+            (15, 16),
+            (16, 16),
+            (17, 16),
+            (1 << 20, 4096),
+            (3 << 20, 100_000),
+            (5, 0),
+        ] {
+            for helpers in [0, 1, 2, 3] {
+                fill_and_check(len, chunk, helpers, false);
+            }
+        }
+        fill_and_check(200 * 4096 + 7, 4096, 2, true);
+    }
+
+    #[test]
+    fn a_failed_read_stops_filling_a_buffer_faulted_ahead() {
+        let mut buffer = vec![0u8; 64 << 20];
+        let mut reads = 0;
+        let got = fill_faulted_ahead(&mut buffer, 1 << 20, 2, |part| {
+            reads += 1;
+            if reads == 3 {
+                return Err(format!("read {reads} failed"));
+            }
+            part.fill(1);
+            Ok(())
+        });
+        assert_eq!(got, Err("read 3 failed".to_string()));
+        assert_eq!(reads, 3, "no read after the failed one");
+        assert!(buffer[..2 << 20].iter().all(|&b| b == 1));
+    }
+
+    /// A runtime of one thread, like a worker's, and a connection pair on
+    /// it: what the peer sends arrives at the returned connection.
+    fn connected_pair(runtime: &tokio::runtime::Runtime) -> (Connection, TcpStream) {
+        runtime.block_on(async {
+            let listener = Listener::bind("tcp://127.0.0.1:0", FrameLimits::default())
+                .await
+                .unwrap();
+            let address = listener.address().unwrap();
+            let peer = TcpStream::connect(host_port(&address).unwrap()).await.unwrap();
+            let ours = listener.accept().await.unwrap().establish().await.unwrap();
+            (ours, peer)
+        })
+    }
+
+    /// Receives one message with a single payload of `len` bytes from
+    /// `connection` through `read_large_payload` on a blocking thread.
+    async fn receive_large(
+        mut connection: Connection,
+        abandoned: tokio::sync::oneshot::Receiver<std::convert::Infallible>,
+    ) -> Result<Vec<u8>, FrameError> {
+        let head = connection.recv_head().await?.expect("a message");
+        let len = usize::try_from(head.payload_lengths[0]).unwrap();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut abandoned = abandoned;
+            let mut buffer = vec![0u8; len];
+            connection
+                .read_large_payload(&runtime, &mut buffer, &mut abandoned)
+                .map(|()| buffer)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[test]
+    fn a_large_payload_is_read_on_a_blocking_thread_of_a_one_thread_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ours, mut peer) = connected_pair(&runtime);
+        let payload: Vec<u8> = (0..(9 << 20) + 123).map(|i: usize| (i % 253) as u8).collect();
+        let mut message = Vec::new();
+        crate::frame::write_message(&mut message, &b"big".to_vec(), &[&payload], &FrameLimits::default()).unwrap();
+        let (_keep, abandoned) = tokio::sync::oneshot::channel();
+        let got = runtime.block_on(async {
+            let sending = tokio::spawn(async move {
+                peer.write_all(&message).await.unwrap();
+                peer
+            });
+            let got = receive_large(ours, abandoned).await.unwrap();
+            drop(sending.await.unwrap());
+            got
+        });
+        assert!(got == payload, "the payload arrives byte for byte");
+    }
+
+    #[test]
+    fn a_large_payload_cut_short_or_abandoned_is_an_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let payload = vec![3u8; 6 << 20];
+        let mut message = Vec::new();
+        crate::frame::write_message(&mut message, &b"big".to_vec(), &[&payload], &FrameLimits::default()).unwrap();
+        // Cut inside the payload, then closed.
+        let (ours, mut peer) = connected_pair(&runtime);
+        let (_keep, abandoned) = tokio::sync::oneshot::channel();
+        let cut = message[..message.len() - 1000].to_vec();
+        let err = runtime.block_on(async {
+            let writing = tokio::spawn(async move {
+                peer.write_all(&cut).await.unwrap();
+                // Dropped: closed.
+            });
+            let err = receive_large(ours, abandoned).await.unwrap_err();
+            writing.await.unwrap();
+            err
+        });
+        assert!(err.to_string().contains("closed in the middle of a message"), "{err}");
+        // Stalled inside the payload (the peer stays connected): abandoning
+        // the read ends it.
+        let (ours, mut peer) = connected_pair(&runtime);
+        let (waiting, abandoned) = tokio::sync::oneshot::channel();
+        let stalled = message[..message.len() / 2].to_vec();
+        let err = runtime.block_on(async {
+            let (close, closing) = tokio::sync::oneshot::channel::<()>();
+            let writing = tokio::spawn(async move {
+                peer.write_all(&stalled).await.unwrap();
+                // Connected, silent, until the test ends.
+                let _ = closing.await;
+            });
+            let reading = tokio::spawn(receive_large(ours, abandoned));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            drop(waiting);
+            // A hang guard, not a timing assertion.
+            let got = tokio::time::timeout(std::time::Duration::from_secs(120), reading)
+                .await
+                .expect("the abandoned read ends")
+                .unwrap();
+            drop(close);
+            writing.await.unwrap();
+            got.unwrap_err()
+        });
+        assert!(err.to_string().contains("abandoned"), "{err}");
     }
 
     #[test]

@@ -1026,16 +1026,16 @@ impl PeerPool {
             .expect("pool lock")
             .get_mut(address)
             .and_then(|v| v.pop());
-        if let Some(mut connection) = idle {
+        if let Some(connection) = idle {
             // The peer may have closed an idle connection: then one retry
             // on a new one.
-            if let Ok(data) = request(&mut connection, address, tasks.clone()).await {
+            if let Ok((data, connection)) = request(connection, address, tasks.clone()).await {
                 self.put_back(address, connection);
                 return Ok(data);
             }
         }
-        let mut connection = self.open(address).await?;
-        let data = request(&mut connection, address, tasks).await?;
+        let connection = self.open(address).await?;
+        let (data, connection) = request(connection, address, tasks).await?;
         self.put_back(address, connection);
         Ok(data)
     }
@@ -1080,7 +1080,9 @@ impl PeerPool {
     }
 }
 
-async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>) -> Result<PeerData> {
+/// Sends `tasks` to the peer at `address` and receives its answer; the
+/// connection comes back with it (it is dropped on an error).
+async fn request(mut connection: Connection, address: &str, tasks: Vec<TaskId>) -> Result<(PeerData, Connection)> {
     connection.send(&PeerRequest::GetData(tasks)).await?;
     let head = connection.recv_head().await?.ok_or_else(|| {
         Error::new(
@@ -1113,7 +1115,11 @@ async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>)
             && let Some(receiving) = blockwise_core::value::receive_value(&codec, &bytes, body_len)
         {
             let mut receiving = receiving.map_err(|e| e.context(format!("in {t} from the worker at {address}")))?;
-            connection.read_payload(receiving.body()).await?;
+            if body_len >= LARGE_BODY_BYTES {
+                (connection, receiving) = receive_large(connection, receiving).await?;
+            } else {
+                connection.read_payload(receiving.body()).await?;
+            }
             let value = receiving
                 .finish()
                 .map_err(|e| e.context(format!("in {t} from the worker at {address}")))?;
@@ -1142,12 +1148,40 @@ async fn request(connection: &mut Connection, address: &str, tasks: Vec<TaskId>)
     // blocking thread, so the thread of the worker's core (and of its
     // connections) goes on meanwhile; small ones, the common case of tiny
     // tasks, are decoded here without a thread hand-off.
-    if to_decode_bytes < DECODE_INLINE_BYTES {
-        return decode();
-    }
-    tokio::task::spawn_blocking(decode)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Remote, format!("decoding results from a peer failed: {e}")))?
+    let data: Result<PeerData> = if to_decode_bytes < DECODE_INLINE_BYTES {
+        decode()
+    } else {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Remote, format!("decoding results from a peer failed: {e}")))?
+    };
+    Ok((data?, connection))
+}
+
+/// Bodies of at least this many bytes are received by
+/// [`receive_large`]; smaller ones are read on the connection's task.
+const LARGE_BODY_BYTES: usize = 32 << 20;
+
+/// Reads the next payload of `connection` into `receiving`'s body on a
+/// blocking thread, with the body's fresh memory faulted in ahead of the
+/// reads on another core ([`Connection::read_large_payload`]): reading
+/// 1 GB into fresh memory on one thread spends more time faulting its
+/// pages in than copying. If this future is dropped, the read stops at its
+/// next wait for data and the connection is closed.
+async fn receive_large(
+    mut connection: Connection,
+    mut receiving: Box<dyn blockwise_core::value::Receiving>,
+) -> Result<(Connection, Box<dyn blockwise_core::value::Receiving>)> {
+    let runtime = tokio::runtime::Handle::current();
+    let (_waiting, mut abandoned) = oneshot::channel();
+    let (connection, receiving, read) = tokio::task::spawn_blocking(move || {
+        let read = connection.read_large_payload(&runtime, receiving.body(), &mut abandoned);
+        (connection, receiving, read)
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Remote, format!("receiving a result from a peer failed: {e}")))?;
+    read?;
+    Ok((connection, receiving))
 }
 
 /// Responses up to this many bytes are encoded and decoded on the thread
@@ -1343,10 +1377,14 @@ mod tests {
     #[test]
     fn values_cross_to_a_peer_intact_lent_or_encoded() {
         let mut ids: Slab<TaskId, ()> = Slab::new();
-        let t: Vec<TaskId> = (0..7).map(|_| ids.insert(())).collect();
+        let t: Vec<TaskId> = (0..8).map(|_| ids.insert(())).collect();
         // Above the inline threshold: sent from its own memory, received
         // into its own storage.
         let big = ArrayD::from_shape_fn(IxDyn(&[1500, 1000]), |i| (i[0] * 1000 + i[1]) as f64 * 0.25);
+        // Above `LARGE_BODY_BYTES` too: received on a blocking thread, its
+        // memory faulted in ahead of the reads.
+        let large = ArrayD::from_shape_fn(IxDyn(&[5, 1_000_001]), |i| (i[0] as u64) << 32 | i[1] as u64);
+        assert!(large.len() * 8 >= LARGE_BODY_BYTES);
         let ints = ArrayD::from_shape_fn(IxDyn(&[3, 5]), |i| i[0] as i32 - i[1] as i32);
         // Column-major: encoded element by element instead.
         let fortran = ArrayD::from_shape_vec(IxDyn(&[2, 3]).f(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
@@ -1368,6 +1406,7 @@ mod tests {
             Arc::new(list.clone()),
             Arc::new(empty.clone()),
             Arc::new(still_encoded),
+            Arc::new(large.clone()),
         ];
         let missing = ids.insert(());
         runtime().block_on(async {
@@ -1385,6 +1424,7 @@ mod tests {
             assert_eq!(got[&t[4]].downcast_ref::<Vec<i64>>(), Some(&list));
             assert_eq!(got[&t[5]].downcast_ref::<ArrayD<f32>>(), Some(&empty));
             assert_eq!(got[&t[6]].downcast_ref::<ArrayD<i32>>(), Some(&ints));
+            assert!(got[&t[7]].downcast_ref::<ArrayD<u64>>() == Some(&large));
             // The connection went back to the pool and serves again.
             let again = pool().fetch(&address, vec![t[1]]).await.unwrap();
             assert_eq!(again.found[0].1.downcast_ref::<ArrayD<i32>>(), Some(&ints));
@@ -1451,11 +1491,19 @@ mod tests {
         // A stream that ends inside the body.
         let mut cut = message(&[&head, &[0u8; 32]]);
         cut.truncate(cut.len() - 5);
+        // A stream that ends inside a body received on a blocking thread
+        // (over `LARGE_BODY_BYTES`).
+        let large = ArrayD::<f64>::zeros(IxDyn(&[(LARGE_BODY_BYTES + (8 << 20)) / 8]));
+        let mut large_head = Vec::new();
+        let large_body = large.encode_lent(&mut large_head).unwrap().unwrap();
+        let mut cut_large = message(&[&large_head, large_body]);
+        cut_large.truncate(cut_large.len() - (12 << 20));
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (short, "needs 4 elements"),
             (odd, "1 payloads for 1 results"),
             (oversized, "over the limit"),
             (cut, "closed in the middle of a message"),
+            (cut_large, "closed in the middle of a message"),
         ];
         runtime().block_on(async {
             for (reply, want) in cases {

@@ -266,14 +266,16 @@ fn futures_api(cluster: &LocalCluster) -> Result<(), String> {
     Ok(())
 }
 
-/// Arrays of 16 MB cross between the worker processes (the consumer of
+/// Arrays of 40 MB cross between the worker processes (the consumer of
 /// four of them fetches those it does not hold) and come back to the
 /// client, byte for byte: sent from their own memory and received into
-/// their own storage. A column-major one takes the encoded path.
+/// their own storage — bodies this large on a blocking thread, their
+/// memory faulted in ahead of the reads. A column-major one takes the
+/// encoded path.
 fn large_arrays_cross_between_processes_intact(cluster: &LocalCluster) -> Result<(), String> {
     let client = cluster.client().map_err(|e| e.to_string())?;
     let e = |e: blockwise_core::Error| e.to_string();
-    const N: u64 = 2_000_000;
+    const N: u64 = 5_000_000;
     let mut parts: Vec<Delayed<ndarray::ArrayD<f64>>> = (0..4).map(|s| delayed(ramp).call(s, N)).collect();
     parts.push(delayed(ramp_fortran).call(9, 1000));
     let total = delayed(weighted_sum).call(parts.clone());
