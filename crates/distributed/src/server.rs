@@ -204,6 +204,19 @@ impl Core {
         }
     }
 
+    /// Tells every connected worker that peers joined (id, address) or
+    /// left, so they know where to fetch inputs from.
+    fn tell_peers(&mut self, stimulus: StimulusId, joined: Vec<(WorkerId, String)>, left: Vec<WorkerId>) {
+        let others: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for w in others {
+            let message = ToWorker::Peers {
+                joined: joined.clone(),
+                left: left.clone(),
+            };
+            self.queue_for_worker(w, Envelope { stimulus, message });
+        }
+    }
+
     /// Queues a message for a connected client (see [`Pending`]).
     fn queue_for_client(&mut self, client: ClientId, envelope: Envelope<ToClient>) {
         if self.clients.contains_key(&client) {
@@ -266,19 +279,7 @@ impl Core {
                     stimulus,
                     message: ToWorker::Peers { joined, left: vec![] },
                 }]));
-                let others: Vec<WorkerId> = self.workers.keys().copied().collect();
-                for w in others {
-                    self.queue_for_worker(
-                        w,
-                        Envelope {
-                            stimulus,
-                            message: ToWorker::Peers {
-                                joined: vec![(id, address.clone())],
-                                left: vec![],
-                            },
-                        },
-                    );
-                }
+                self.tell_peers(stimulus, vec![(id, address.clone())], vec![]);
                 tracing::info!("{id} joined: {} at {address}, {} threads", info.name, info.threads);
                 self.broadcast(ClusterEvent::WorkerJoined {
                     worker: id,
@@ -317,19 +318,7 @@ impl Core {
         self.broadcast(ClusterEvent::WorkerLost { worker });
         self.connected.store(self.workers.len(), Ordering::Relaxed);
         let stimulus = self.next_stimulus();
-        let others: Vec<WorkerId> = self.workers.keys().copied().collect();
-        for w in others {
-            self.queue_for_worker(
-                w,
-                Envelope {
-                    stimulus,
-                    message: ToWorker::Peers {
-                        joined: vec![],
-                        left: vec![worker],
-                    },
-                },
-            );
-        }
+        self.tell_peers(stimulus, vec![], vec![worker]);
         self.handle(Event::WorkerLost { worker, graceful });
     }
 
